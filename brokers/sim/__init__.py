@@ -1,0 +1,1 @@
+"""The deterministic simulated broker, the product's embedded default."""

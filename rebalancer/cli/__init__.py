@@ -1,0 +1,1 @@
+"""The ``rebalancer`` command line. Each command group lives in its own module."""
