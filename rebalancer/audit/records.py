@@ -121,7 +121,7 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
 
 
 def record_hash(record_without_hash: Mapping[str, Any]) -> str:
-    """Hex SHA-256 of the canonical bytes of the record minus ``hash`` (a ``hash`` key is ignored)."""
+    """Hex SHA-256 of the canonical bytes of the record, any ``hash`` key left out."""
     if "hash" in record_without_hash:
         record_without_hash = {k: v for k, v in record_without_hash.items() if k != "hash"}
     return hashlib.sha256(canonical_bytes(record_without_hash)).hexdigest()
