@@ -65,10 +65,10 @@ def to_json_value(value: Any) -> Any:
     dataclass instances → dicts of their fields, paths → strings. ``None``, ``bool``, ``int``,
     ``str`` and finite ``float`` pass through. Anything else raises ``AuditPayloadError``.
     """
+    if isinstance(value, Enum):
+        # Checked first: StrEnum and IntEnum members are also str and int.
+        return to_json_value(value.value)
     if value is None or isinstance(value, bool | int | str):
-        # Enum subclasses of int/str (StrEnum, IntEnum) are unwrapped to their plain value.
-        if isinstance(value, Enum):
-            return to_json_value(value.value)
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -83,8 +83,6 @@ def to_json_value(value: Any) -> Any:
             raise AuditPayloadError(str(exc)) from None
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, Enum):
-        return to_json_value(value.value)
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, Mapping):
