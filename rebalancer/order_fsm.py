@@ -114,6 +114,22 @@ class OrderEventKind(StrEnum):
     LOOKUP_NOT_FOUND = "lookup_not_found"
     """After the settle period, no open order, completed order or execution carries the id."""
 
+    # Aliases (same members, other names) used by ``rebalancer.runtime.orders``.
+    PARTIAL_FILL = "fill"
+    """Alias of ``FILL``."""
+    FILLED = "fill_complete"
+    """Alias of ``FILL_COMPLETE``: the broker's final status says filled."""
+    SKIPPED = "withdrawn"
+    """Alias of ``WITHDRAWN``: the order was left out (stop requested) before any call."""
+    NOT_SENT = "withdrawn"
+    """Alias of ``WITHDRAWN``: the broker call failed before anything was sent."""
+    LOOKUP_FOUND = "lookup_found_working"
+    """Alias of ``LOOKUP_FOUND_WORKING``; a terminal status found by the lookup follows."""
+
+
+OrderEvent = OrderEventKind
+"""Alias of ``OrderEventKind``."""
+
 
 class IllegalTransition(RebalancerError):
     """Raised by ``apply`` when an event contradicts the order's state (see the rules)."""

@@ -294,3 +294,16 @@ def test_book_rejects_unknown_and_duplicate_ids() -> None:
         book.add(OrderTracker(client_order_id="rb1-a", quantity=2))
     assert "rb1-a" in book
     assert len(book) == 1
+
+
+def test_runtime_aliases_are_the_same_members() -> None:
+    """The alias names used by the runtime are the table's members, not extra events."""
+    from rebalancer.order_fsm import OrderEvent
+
+    assert OrderEvent is OrderEventKind
+    assert E.PARTIAL_FILL is E.FILL
+    assert E.FILLED is E.FILL_COMPLETE
+    assert E.SKIPPED is E.WITHDRAWN
+    assert E.NOT_SENT is E.WITHDRAWN
+    assert E.LOOKUP_FOUND is E.LOOKUP_FOUND_WORKING
+    assert len(list(OrderEventKind)) == 16
