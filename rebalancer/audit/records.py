@@ -20,7 +20,7 @@ from pathlib import PurePath
 from types import MappingProxyType
 from typing import Any, Final
 
-from rebalancer.audit.errors import AuditPayloadError
+from rebalancer.audit.errors import AuditCorruptError, AuditPayloadError
 
 GENESIS_HASH: Final = "0" * 64
 """``prev_hash`` of the first record of a file."""
@@ -197,3 +197,158 @@ class AuditRecord:
     """Byte offset of the record's line in the file."""
     size: int
     """Length of the line in bytes, newline included."""
+
+
+# --- Scanning a log's bytes (shared by the appender, which reads what other writers added, and
+# by repair). The reader/validator has its own richer classifier; this one only answers "where
+# does the valid chain end, and is what follows a torn tail or damage?".
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogScan:
+    """Where the valid hash chain of a log (or of the bytes after a known point) ends."""
+
+    records: int
+    """Valid records found."""
+    end_offset: int
+    """File offset just after the last valid record's newline."""
+    lines: int
+    """Line number of the last valid record (counting from the start of the file)."""
+    last_sequence_number: int
+    last_hash: str
+    last_record: Mapping[str, Any] | None
+    torn_offset: int | None = None
+    """File offset where a torn tail starts (it runs to end of file), or ``None``."""
+    torn_reason: str | None = None
+    ancestor_line: int | None = None
+    """Line number of the first record without a hash (ancestor format), or ``None``."""
+    repaired_copies: tuple[str, ...] = ()
+    """``original_copy`` of every ``tail_repaired`` record seen."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-JSON constant {name}")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """Strictly parse one line (without its newline) into a JSON object, or ``None``.
+
+    ``None`` for anything that is not a JSON object: bad UTF-8, bad JSON, NaN/Infinity,
+    duplicate keys, a top-level array or scalar.
+    """
+    try:
+        value = json.loads(
+            line.decode("utf-8"),
+            parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicates,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _chain_problem(record: Mapping[str, Any], last_seq: int, last_hash: str) -> str | None:
+    for key, kind in (
+        ("event", str), ("ts", str), ("run_id", str), ("config_hash", str),
+        ("prev_hash", str), ("hash", str),
+    ):
+        if not isinstance(record.get(key), kind):
+            return f"header key {key} missing or not a {kind.__name__}"
+    seq = record.get("sequence_number")
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        return "header key sequence_number missing or not an int"
+    if not verify_record_hash(record):
+        return "hash does not match the record"
+    if seq != last_seq + 1:
+        kind_of = "duplicate or out of order" if seq <= last_seq else "gap"
+        return f"sequence_number {seq} after {last_seq} ({kind_of})"
+    if record["prev_hash"] != last_hash:
+        return "prev_hash does not match the previous record's hash (broken chain)"
+    return None
+
+
+def scan_log(
+    data: bytes,
+    *,
+    base_offset: int = 0,
+    base_line: int = 0,
+    last_sequence_number: int = 0,
+    last_hash: str = GENESIS_HASH,
+    path: Any = None,
+) -> LogScan:
+    """Walk ``data`` (the file's bytes from ``base_offset``) and check the hash chain.
+
+    ``last_sequence_number``/``last_hash`` describe the record just before ``base_offset``.
+    A torn tail (the first bad byte runs to end of file and no later line is a JSON object:
+    a cut line without newline, an unparseable last line, NUL or junk fill) is returned in
+    ``torn_offset``. A record without ``hash`` stops the walk (``ancestor_line``). Any other
+    damage (a bad line followed by a record, a hash mismatch, a sequence gap or duplicate, a
+    broken chain) raises ``AuditCorruptError`` naming the line and offset.
+    """
+    offset = 0
+    line_no = base_line
+    records = 0
+    last_seq, prev = last_sequence_number, last_hash
+    last_record: dict[str, Any] | None = None
+    copies: list[str] = []
+    end = 0
+
+    def result(**extra: Any) -> LogScan:
+        return LogScan(
+            records=records, end_offset=base_offset + end, lines=line_no,
+            last_sequence_number=last_seq, last_hash=prev, last_record=last_record,
+            repaired_copies=tuple(copies), **extra,
+        )
+
+    while offset < len(data):
+        newline = data.find(b"\n", offset)
+        complete = newline != -1
+        stop = newline if complete else len(data)
+        record = parse_line(data[offset:stop])
+        if record is None or not complete:
+            reason = "last line has no newline" if not complete else "unparseable line"
+            if record is None and b"\x00" in data[offset:stop]:
+                reason = "NUL bytes after the last record"
+            if _later_object(data, stop + 1):
+                raise AuditCorruptError(
+                    path, f"{reason} followed by further records",
+                    offset=base_offset + offset, line=line_no + 1,
+                )
+            return result(torn_offset=base_offset + offset, torn_reason=reason)
+        if "hash" not in record:
+            line_no += 1
+            return result(ancestor_line=line_no)
+        problem = _chain_problem(record, last_seq, prev)
+        if problem is not None:
+            raise AuditCorruptError(
+                path, problem, offset=base_offset + offset, line=line_no + 1
+            )
+        line_no += 1
+        records += 1
+        last_seq, prev, last_record = record["sequence_number"], record["hash"], record
+        if record["event"] == "tail_repaired" and isinstance(record.get("original_copy"), str):
+            copies.append(record["original_copy"])
+        offset = end = newline + 1
+    return result()
+
+
+def _later_object(data: bytes, start: int) -> bool:
+    """True when some line at or after ``start`` parses as a JSON object."""
+    while start < len(data):
+        newline = data.find(b"\n", start)
+        stop = newline if newline != -1 else len(data)
+        if parse_line(data[start:stop]) is not None:
+            return True
+        if newline == -1:
+            return False
+        start = newline + 1
+    return False
