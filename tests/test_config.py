@@ -55,3 +55,69 @@ def test_config_hash_is_stable_and_sensitive(tmp_path: Path) -> None:
     assert a.config_hash == b.config_hash
     assert a.config_hash != c.config_hash
     assert len(a.config_hash) == 16
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"x = \n", "not valid TOML: Invalid value (at line 1, column 5)"),
+        (b"\xff", "not valid UTF-8 at byte 0"),
+        (b'[account]\nid = "DU1"\n[risk]\nmax_leverage = 0.5\n',
+         "risk.max_leverage: must be between 1 and 10, got 0.5"),
+        (b'[account]\nid = "DU1"\n[risk]\nmax_position_pct = 0\n',
+         "risk.max_position_pct: must be greater than 0 and at most 1, got 0"),
+        (b'[account]\nid = "DU1"\n[risk]\nmin_trade_usd = -1\n',
+         "risk.min_trade_usd: must be at least 0, got -1"),
+        (b'[account]\nid = "DU1"\n[risk]\nmax_leverage = inf\n',
+         "risk.max_leverage: must be a finite number, got inf"),
+        (b'[account]\nid = "DU1"\ntype = "margin"\n[risk]\nallow_short = "yes"\n',
+         "risk.allow_short: must be true or false, got a string"),
+        (b'[account]\nid = "DU1"\n[quotes]\non_unusable = "ignore"\n',
+         "quotes.on_unusable: must be one of 'stop', 'skip', got 'ignore'"),
+        (b'[account]\nid = "DU1"\n[schedule]\nwindow_period = "week"\n',
+         "schedule.window_period: must be one of 'none', 'day', got 'week'"),
+        (b'[account]\nid = "DU1"\n[connection]\nport = 70000\n',
+         "connection.port: must be between 1 and 65535, got 70000"),
+        (b'[account]\nid = "DU1"\n[audit]\nfile = "../x.jsonl"\n',
+         "audit.file: must be a plain file name, not a path"),
+        (b'[account]\nid = "DU1"\n[risk]\nmax_leverage = 2\n',
+         'risk.max_leverage: must be 1 for a cash account (account.type = "cash"), got 2'),
+        (b'[account]\nid = "DU1"\n[execution]\nmax_orders_per_run = 0\n',
+         "execution.max_orders_per_run: must be between 1 and 10000, got 0"),
+        (b'[account]\nid = "DU1"\n[nonsense]\n',
+         "nonsense: unknown key (known keys: account, audit, broker, connection, cost, "
+         "execution, kill, logging, quotes, risk, schedule, source)"),
+    ],
+)
+def test_bad_config_file_names_file_key_and_reason(
+    tmp_path: Path, text: bytes, message: str
+) -> None:
+    """Each bad config file is refused with the file, the key path and the exact reason."""
+    from rebalancer.config import load_config
+
+    path = tmp_path / "bad.toml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_oversize_config_file_is_refused(tmp_path: Path) -> None:
+    """A config over 1 MiB is refused without being parsed."""
+    from rebalancer.config import MAX_CONFIG_BYTES, load_config
+
+    path = tmp_path / "big.toml"
+    path.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: larger than {MAX_CONFIG_BYTES} bytes"
+
+
+def test_shipped_configs_are_valid() -> None:
+    """Every TOML file under configs/ parses."""
+    from rebalancer.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    assert configs
+    for path in configs:
+        assert load_config(path).account.id
