@@ -1,7 +1,14 @@
 """Settings of the simulated broker: the ``[broker.sim]`` table of the config.
 
 Each field carries its own limits; ``rebalancer.config`` parses the table strictly from these
-dataclasses, so a new knob is added here and nowhere else.
+dataclasses, so a new knob is added here and nowhere else. Every key has a default, so an empty
+``[broker.sim]`` table gives the demo account and the demo quote universe
+(``brokers.sim.defaults``).
+
+Settings that shape the shared market (seed, universe, drift, starting account) are copied into
+the state file when it is created; later processes read them from the file, so every process
+sees one market even if their configs differ. Fill schedules are fixed per order at placement.
+Fault switches act on the process that has them switched on.
 """
 
 from __future__ import annotations
@@ -10,15 +17,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from brokers.sim.defaults import DEMO_HOLDINGS, DEMO_STARTING_CASH, DEMO_UNIVERSE
 from rebalancer._tomlschema import setting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimSymbol:
-    """One symbol of the simulated quote universe."""
+    """One symbol of the simulated quote universe: its base mid price and its spread."""
 
     price: Decimal = setting(lo=0, lo_open=True)
-    spread_bps: int = setting(10, lo=0, hi=10_000)
+    spread_bps: int = setting(4, lo=0, hi=10_000)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,21 +38,40 @@ class SimPosition:
     avg_cost: Decimal = setting(lo=0)
 
 
+DEMO_POSITIONS: tuple[SimPosition, ...] = tuple(
+    SimPosition(symbol=symbol, quantity=quantity, avg_cost=avg_cost)
+    for symbol, quantity, avg_cost in DEMO_HOLDINGS
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimFaults:
-    """Fault switches. All off by default."""
+    """Fault switches. All off by default; each one acts on the process that sets it."""
 
-    ack_latency_ms: int = setting(0, lo=0, hi=60_000)
+    ack_latency_ms: int = setting(
+        0, lo=0, hi=60_000, doc="place_order records the order, then waits this long to return"
+    )
     reject_symbols: tuple[str, ...] = ()
+    """Orders in these symbols are refused (code 201)."""
+    check_buying_power: bool = False
+    """Refuse buys beyond free cash and sells beyond the free position (code 201)."""
     disconnect_at_request: int = setting(0, lo=0, doc="0 = never; n = the n-th request fails")
     lose_ack_for_symbols: tuple[str, ...] = ()
+    """Orders in these symbols reach the market, but place_order raises OutcomeUnknown."""
     duplicate_callbacks: bool = False
+    """order_updates yields every update twice."""
     cancel_races_fill: bool = False
+    """A cancel of a working order finds it filled: the order fills fully and the cancel is
+    refused (code 10148, "state: Filled")."""
+    cancel_race_accepts: bool = False
+    """With ``cancel_races_fill``: the cancel is accepted, yet the order ends FILLED."""
     stale_quote_symbols: tuple[str, ...] = ()
     stale_quote_age_secs: int = setting(3600, lo=1)
     delayed_quote_symbols: tuple[str, ...] = ()
     no_bid_ask_symbols: tuple[str, ...] = ()
-    price_band_pct: Decimal = setting(Decimal("0"), lo=0, hi=100, doc="0 = no band")
+    price_band_pct: Decimal = setting(
+        Decimal("0"), lo=0, hi=100, doc="0 = no band; else limits farther from mid are refused"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,11 +80,32 @@ class SimSettings:
 
     seed: int = setting(1, lo=0)
     state_file: Path = setting(Path("../var/sim/state.json"))
-    starting_cash: Decimal = setting(Decimal("250000"), lo=0)
+    starting_cash: Decimal = setting(DEMO_STARTING_CASH, lo=0)
     currency: str = setting("USD", lo=1)
     fill_delay_ms_min: int = setting(50, lo=0, hi=3_600_000)
     fill_delay_ms_max: int = setting(500, lo=0, hi=3_600_000)
-    partial_fills: int = setting(1, lo=1, hi=100, doc="fills an order is split into")
+    partial_fills: int = setting(
+        1, lo=1, hi=100, doc="at most this many fills per order (the count is drawn per order)"
+    )
+    cancel_delay_ms: int = setting(
+        0, lo=0, hi=3_600_000, doc="time from an accepted cancel to the order being cancelled"
+    )
+    drift_bps: int = setting(0, lo=0, hi=1000, doc="quotes wander within ± this around base")
+    drift_interval_ms: int = setting(5000, lo=10, hi=86_400_000, doc="quotes move this often")
+    commission_per_share: Decimal = setting(Decimal("0.0035"), lo=0, hi=10)
+    commission_min: Decimal = setting(Decimal("0.35"), lo=0, hi=1000)
+    builtin_universe: bool = True
+    """Include the demo universe; ``symbols`` adds to it or overrides its entries."""
     symbols: dict[str, SimSymbol] = field(default_factory=dict)
-    positions: tuple[SimPosition, ...] = ()
+    positions: tuple[SimPosition, ...] = DEMO_POSITIONS
+    """Starting positions; defaults to the demo account. ``positions = []`` starts with none."""
     faults: SimFaults = field(default_factory=SimFaults)
+
+    def universe(self) -> dict[str, SimSymbol]:
+        """The quote universe this table describes (built-in demo symbols plus ``symbols``)."""
+        merged: dict[str, SimSymbol] = {}
+        if self.builtin_universe:
+            for symbol, (price, spread) in DEMO_UNIVERSE.items():
+                merged[symbol] = SimSymbol(price=price, spread_bps=spread)
+        merged.update(self.symbols)
+        return merged

@@ -20,7 +20,7 @@ from rebalancer.exit_codes import ExitCode
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("rebalancer.cli.preflight",)
+COMMAND_MODULES: tuple[str, ...] = ("rebalancer.cli.preflight", "rebalancer.cli.broker_views")
 
 
 class _Parser(argparse.ArgumentParser):

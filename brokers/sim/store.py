@@ -1,0 +1,123 @@
+"""The state file: one JSON document, locked while used, replaced atomically.
+
+A transaction takes an exclusive ``flock`` on a separate lock file (``<state>.lock``; the state
+file itself is replaced on every write, so it cannot carry the lock), reads the document, lets
+the caller change it, and writes it back through a temporary file, ``fsync`` and ``rename``
+(plus an ``fsync`` of the directory). Waiting for the lock is bounded. Blocking: run it in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from typing import TYPE_CHECKING, TypeVar
+
+from brokers.errors import BrokerUnavailable
+from brokers.sim.state import SimState, dump_state, load_state
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+T = TypeVar("T")
+
+LOCK_POLL_SECS = 0.002
+
+
+class StateStore:
+    """Locked, atomic access to one state file."""
+
+    def __init__(self, path: Path, *, lock_timeout: float = 5.0) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_timeout = lock_timeout
+
+    def transact(
+        self,
+        init: Callable[[], SimState],
+        apply: Callable[[SimState], tuple[T, bool]],
+    ) -> T:
+        """Run ``apply`` on the current state (``init()`` when there is none yet) under the
+        lock; write the state back when ``apply`` says it changed it (or it is new)."""
+        with self._locked(exclusive=True):
+            state = self._read()
+            created = state is None
+            if state is None:
+                state = init()
+            result, changed = apply(state)
+            if changed or created:
+                self._write(state)
+            return result
+
+    def read(self) -> SimState | None:
+        """The stored state as it is (no simulation step), or ``None`` when there is none."""
+        if not self.path.exists():
+            return None
+        with self._locked(exclusive=False):
+            return self._read()
+
+    @contextlib.contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise BrokerUnavailable(
+                f"simulated broker state {self.path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise BrokerUnavailable(
+                            f"simulated broker state {self.path} stayed locked for "
+                            f"{self.lock_timeout:g} s"
+                        ) from None
+                    time.sleep(LOCK_POLL_SECS)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _read(self) -> SimState | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BrokerUnavailable(
+                f"simulated broker state {self.path}: {exc.strerror or exc}"
+            ) from None
+        return load_state(raw, source=str(self.path))
+
+    def _write(self, state: SimState) -> None:
+        data = dump_state(state)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise BrokerUnavailable(
+                f"simulated broker state {self.path}: cannot write: {exc.strerror or exc}"
+            ) from None
