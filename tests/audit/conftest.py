@@ -5,12 +5,28 @@ from __future__ import annotations
 import errno
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+import anyio
 import pytest
 
+from brokers.types import (
+    AccountSummary,
+    Execution,
+    OrderAck,
+    OrderRequest,
+    OrderSnapshot,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    Quote,
+    Side,
+    TimeInForce,
+)
 from rebalancer.audit.fileio import OsFileIO
 from rebalancer.audit.records import LogScan, scan_log
 
@@ -140,3 +156,138 @@ def fixture_faulty_io() -> type[FaultyIO]:
 def fixture_scan() -> Callable[[Path], LogScan]:
     """``scan_file``: check a log file's chain and return where it ends."""
     return scan_file
+
+
+# --- a counting fake broker (implements brokers.base.Broker) ---------------------------------
+
+
+class CountingBroker:
+    """A scriptable in-memory broker that counts every call, for bracket and gateway tests.
+
+    ``fail`` maps a method name to the exception it raises; ``hang`` names methods that wait
+    forever (to be cancelled or timed out); ``on_call`` is called with the method name first.
+    """
+
+    def __init__(self) -> None:
+        """An account with one AAPL position and a quote universe of AAPL and MSFT."""
+        self.calls: Counter[str] = Counter()
+        self.fail: dict[str, BaseException] = {}
+        self.hang: set[str] = set()
+        self.on_call: Callable[[str], None] | None = None
+        self.placed: list[OrderRequest] = []
+        self.cancelled: list[int] = []
+
+    async def _enter(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.on_call is not None:
+            self.on_call(name)
+        if name in self.fail:
+            raise self.fail[name]
+        if name in self.hang:
+            await anyio.sleep_forever()
+
+    @property
+    def client_id(self) -> int:
+        """Fixed client id 7."""
+        return 7
+
+    async def connect(self) -> None:
+        """Nothing to connect."""
+        self.calls["connect"] += 1
+
+    async def close(self) -> None:
+        """Nothing to close."""
+        self.calls["close"] += 1
+
+    async def account_summary(self) -> AccountSummary:
+        """A fixed $100,000 account."""
+        await self._enter("account_summary")
+        return AccountSummary(
+            account_id="DU123", currency="USD", net_liquidation=Decimal("100000.00"),
+            cash=Decimal("2500.50"), buying_power=Decimal("200000"),
+        )
+
+    async def positions(self) -> tuple[Position, ...]:
+        """Ten AAPL."""
+        await self._enter("positions")
+        return (Position(account_id="DU123", symbol="AAPL", quantity=10,
+                         avg_cost=Decimal("150.25")),)
+
+    async def quotes(self, symbols: Sequence[str]) -> tuple[Quote, ...]:
+        """A quote per symbol."""
+        await self._enter("quotes")
+        at = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
+        return tuple(
+            Quote(symbol=s, bid=Decimal("185.08"), ask=Decimal("185.10"), last=Decimal("185.09"),
+                  timestamp=at)
+            for s in symbols
+        )
+
+    async def place_order(self, request: OrderRequest) -> OrderAck:
+        """Acknowledge with order id 100+n."""
+        await self._enter("place_order")
+        self.placed.append(request)
+        n = len(self.placed)
+        return OrderAck(client_order_id=request.client_order_id, order_id=100 + n,
+                        perm_id=9000 + n, status=OrderStatus.WORKING)
+
+    async def cancel_order(self, order_id: int) -> None:
+        """Accept the cancel."""
+        await self._enter("cancel_order")
+        self.cancelled.append(order_id)
+
+    async def open_orders(self) -> tuple[OrderSnapshot, ...]:
+        """One working order."""
+        await self._enter("open_orders")
+        return (_snapshot(),)
+
+    async def completed_orders(self, since: datetime) -> tuple[OrderSnapshot, ...]:
+        """None."""
+        await self._enter("completed_orders")
+        return ()
+
+    async def executions(self, since: datetime) -> tuple[Execution, ...]:
+        """One fill."""
+        await self._enter("executions")
+        return (Execution(exec_id="e1", client_order_id="rb1-a", order_id=101, perm_id=9001,
+                          account_id="DU123", symbol="AAPL", side=Side.BUY, quantity=5,
+                          price=Decimal("185.09"), time=datetime(2026, 12, 4, 15, 1, tzinfo=UTC)),)
+
+    async def _updates(self) -> AsyncIterator[OrderUpdate]:
+        self.calls["order_updates"] += 1
+        yield OrderUpdate(client_order_id="rb1-a", order_id=101, perm_id=9001,
+                          status=OrderStatus.FILLED, filled=5, remaining=0,
+                          avg_fill_price=Decimal("185.09"),
+                          time=datetime(2026, 12, 4, 15, 1, tzinfo=UTC))
+
+    def order_updates(self) -> AsyncIterator[OrderUpdate]:
+        """One fill update, then the stream ends."""
+        return self._updates()
+
+
+def _snapshot() -> OrderSnapshot:
+    return OrderSnapshot(
+        client_order_id="rb1-a", order_id=101, perm_id=9001, client_id=7, account_id="DU123",
+        symbol="AAPL", side=Side.BUY, quantity=5, limit_price=Decimal("185.10"),
+        status=OrderStatus.WORKING, filled=0, remaining=5, avg_fill_price=None,
+        updated_at=datetime(2026, 12, 4, 15, 0, tzinfo=UTC),
+    )
+
+
+def order_request(client_order_id: str = "rb1-a") -> OrderRequest:
+    """A BUY 5 AAPL @ 185.10 DAY request."""
+    return OrderRequest(client_order_id=client_order_id, account_id="DU123", symbol="AAPL",
+                        side=Side.BUY, quantity=5, limit_price=Decimal("185.10"),
+                        time_in_force=TimeInForce.DAY)
+
+
+@pytest.fixture(name="broker")
+def fixture_broker() -> CountingBroker:
+    """A fresh counting fake broker."""
+    return CountingBroker()
+
+
+@pytest.fixture(name="make_order")
+def fixture_make_order() -> Callable[..., OrderRequest]:
+    """``order_request``: builds an order request."""
+    return order_request
