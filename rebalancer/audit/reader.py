@@ -1,0 +1,809 @@
+"""Read an audit log into typed, frozen views. Pure over bytes; ``read_log`` does the I/O.
+
+Two formats are understood, record by record:
+
+- ``rebalancer`` (ours): every record carries the header keys (``run_id``, ``sequence_number``,
+  ``prev_hash``, ``hash``, ...). Records are grouped into runs by ``run_id``; an intent and its
+  result carry the same ``op_id``.
+- ``nanobook`` (the ancestor): no hash chain and no run id; sequence numbers only on checkpoints;
+  dollar floats; ``positions_fetched``; old logs without ``order_intent``. A run starts at each
+  ``run_started``; intents and results are paired by position (the oldest open intent of the same
+  operation; for orders, the oldest open intent with the result's symbol when it has one).
+
+A record counts as ours when it carries any of ``hash``, ``prev_hash``, ``run_id`` or
+``config_hash``; otherwise it is read as ancestor format. Lines that are not JSON objects are not
+records: they are kept as ``LineProblem`` entries, and the unparseable region at the end of the
+file (if any) as the ``torn_tail``. Structural checks (hash chain, sequence, ordering) belong to
+``rebalancer.audit.validate``; the reader never raises on bad content, only on I/O.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from rebalancer.audit.records import parse_ts
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+Format = Literal["rebalancer", "nanobook"]
+LogFormat = Literal["rebalancer", "nanobook", "mixed"]
+
+OPERATIONS: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
+    "account_summary": ("account_summary_intent", frozenset({"account_summary_result"})),
+    "positions": ("positions_intent", frozenset({"positions_result"})),
+    "quotes": ("quotes_intent", frozenset({"quotes_result"})),
+    "place_order": ("order_intent", frozenset({"order_submitted", "order_failed"})),
+    "cancel_order": ("cancel_intent", frozenset({"cancel_result"})),
+    "open_orders": ("open_orders_intent", frozenset({"open_orders_result"})),
+    "completed_orders": ("completed_orders_intent", frozenset({"completed_orders_result"})),
+    "executions": ("executions_intent", frozenset({"executions_result"})),
+}
+"""Operation name → (intent event, result events)."""
+
+INTENT_EVENTS: Final[Mapping[str, str]] = {intent: op for op, (intent, _) in OPERATIONS.items()}
+"""Intent event → operation."""
+
+RESULT_EVENTS: Final[Mapping[str, str]] = {
+    result: op for op, (_, results) in OPERATIONS.items() for result in results
+}
+"""Result event → operation."""
+
+OUR_MARKER_KEYS: Final = ("hash", "prev_hash", "run_id", "config_hash")
+"""Any of these keys makes a record ours (hash-chained); none of them: ancestor format."""
+
+RUN_END_EVENTS: Final = frozenset(
+    {"run_completed", "quote_gate_failed", "risk_check_failed", "dry_run_completed"}
+)
+"""Events after which a run of ours is over (``run_completed`` may still follow the others)."""
+
+ANCESTOR_END_EVENTS: Final = frozenset(
+    RUN_END_EVENTS | {"kill_completed", "idempotency_rejection"}
+)
+"""Events after which an ancestor run is over (besides ``risk_check`` with ``passed: false`` and
+``user_confirmed`` with ``approved: false``)."""
+
+
+def ends_ancestor_run(event: str, fields: Mapping[str, Any]) -> bool:
+    """Whether an ancestor record with ``event`` and ``fields`` ends its run."""
+    if event in ANCESTOR_END_EVENTS:
+        return True
+    if event == "risk_check":
+        return fields.get("passed") is False
+    return event == "user_confirmed" and fields.get("approved") is False
+
+
+def record_format(obj: Mapping[str, Any]) -> Format:
+    """``"rebalancer"`` when the object carries one of our header keys, else ``"nanobook"``."""
+    for key in OUR_MARKER_KEYS:
+        if key in obj:
+            return "rebalancer"
+    return "nanobook"
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def parse_money(value: object) -> Decimal:
+    """A money amount from a decimal string (ours), an int, or a dollar float (ancestor).
+
+    Floats go through their shortest ``repr`` so ``185.09`` reads as ``Decimal("185.09")``.
+    Raises ``ValueError`` for booleans, non-finite values and anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"money value {value!r} is a boolean")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"money value {value!r} is not finite")
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"money value {value!r} is not a decimal number") from None
+        if not amount.is_finite():
+            raise ValueError(f"money value {value!r} is not finite")
+        return amount
+    raise ValueError(f"money value {value!r} has type {type(value).__name__}")
+
+
+def parse_shares(value: object) -> int:
+    """A share count from an int, an integral float, or an integer string.
+
+    Raises ``ValueError`` for fractional or non-numeric values.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"share count {value!r} is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit():
+            return int(text)
+    raise ValueError(f"share count {value!r} is not a whole number")
+
+
+def _cents(value: object) -> Decimal:
+    return parse_money(value) / 100
+
+
+# -- raw lines --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawLine:
+    """One physical line of the file, split on ``\\n`` only."""
+
+    line: int
+    """1-based line number."""
+    offset: int
+    """Byte offset of the line's first byte."""
+    data: bytes
+    """The line without its ``\\n``."""
+    terminated: bool
+    """Whether the line ends with ``\\n`` (only the last line of a file can lack it)."""
+
+
+def split_lines(data: bytes) -> Iterator[RawLine]:
+    """The physical lines of ``data`` (a file ending in ``\\n`` has no empty last line)."""
+    offset = 0
+    for number, chunk in enumerate(io.BytesIO(data), start=1):
+        terminated = chunk.endswith(b"\n")
+        body = chunk[:-1] if terminated else chunk
+        yield RawLine(line=number, offset=offset, data=body, terminated=terminated)
+        offset += len(chunk)
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """One parsed record (a JSON object on its own line)."""
+
+    line: int
+    offset: int
+    format: Format
+    fields: Mapping[str, Any]
+    """The whole object as read (header and payload keys at top level)."""
+
+    @property
+    def event(self) -> str:
+        """The event name (empty when missing or not a string)."""
+        value = self.fields.get("event")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def run_id(self) -> str | None:
+        """Our ``run_id`` (``None`` on ancestor records)."""
+        return self.text("run_id")
+
+    @property
+    def op_id(self) -> str | None:
+        """The bracket key of an intent or a result of ours."""
+        return self.text("op_id")
+
+    @property
+    def sequence_number(self) -> int | None:
+        """The sequence number when present and an int."""
+        value = self.fields.get("sequence_number")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def client_order_id(self) -> str | None:
+        """The order's client id (``orderRef``), when the record names one."""
+        return self.text("client_order_id")
+
+    @property
+    def symbol(self) -> str | None:
+        """The symbol, when the record names one."""
+        return self.text("symbol")
+
+    @property
+    def operation(self) -> str | None:
+        """The bracketed operation of an intent or result event, else ``None``."""
+        return INTENT_EVENTS.get(self.event) or RESULT_EVENTS.get(self.event)
+
+    @property
+    def is_intent(self) -> bool:
+        """Whether this is an intent record."""
+        return self.event in INTENT_EVENTS
+
+    @property
+    def is_result(self) -> bool:
+        """Whether this is a result record."""
+        return self.event in RESULT_EVENTS
+
+    @property
+    def timestamp(self) -> datetime | None:
+        """``ts`` as an aware UTC ``datetime`` (``None`` when missing or unparseable)."""
+        value = self.fields.get("ts")
+        if not isinstance(value, str):
+            return None
+        try:
+            return parse_ts(value)
+        except ValueError:
+            return None
+
+    def text(self, key: str) -> str | None:
+        """A string field, or ``None`` when missing or not a string."""
+        value = self.fields.get(key)
+        return value if isinstance(value, str) else None
+
+    def money(self, key: str) -> Decimal | None:
+        """A money field as ``Decimal`` dollars (decimal string, int or dollar float).
+
+        Keys ending in ``_cents`` are read as cents. ``None`` when missing, null or unreadable.
+        """
+        value = self.fields.get(key)
+        if value is None:
+            return None
+        try:
+            return _cents(value) if key.endswith("_cents") else parse_money(value)
+        except ValueError:
+            return None
+
+    def shares(self, key: str) -> int | None:
+        """A share-count field as ``int``; ``None`` when missing, null or not whole."""
+        value = self.fields.get(key)
+        if value is None:
+            return None
+        try:
+            return parse_shares(value)
+        except ValueError:
+            return None
+
+
+ProblemCode = Literal["malformed_json", "not_an_object", "blank_line"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineProblem:
+    """A line that is not a record: not JSON, not an object, or junk."""
+
+    line: int
+    offset: int
+    code: ProblemCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TornTail:
+    """The unreadable region at the end of the file (a crash mid-write)."""
+
+    line: int
+    """First line of the torn region."""
+    offset: int
+    """Byte offset where the torn region starts (the file is good up to here)."""
+    length: int
+    """Bytes in the torn region."""
+    reason: str
+
+
+def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, ProblemCode | None, str]:
+    """Parse one line: ``(object, None, "")`` or ``(None, code, message)`` for a non-record.
+
+    Codes: ``blank_line`` (only whitespace), ``malformed_json`` (not JSON, NUL bytes, bad UTF-8),
+    ``not_an_object`` (JSON but not an object).
+    """
+    if not raw.strip():
+        return None, "blank_line", "blank line"
+    if b"\x00" in raw:
+        return None, "malformed_json", "line contains NUL bytes"
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return None, "malformed_json", f"invalid JSON: {_short(exc)}"
+    if not isinstance(value, dict):
+        return None, "not_an_object", f"JSON {type(value).__name__} where an object was expected"
+    return value, None, ""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- brackets and runs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncompleteIntent:
+    """An intent whose result was never written: evidence of an interrupted operation."""
+
+    line: int
+    operation: str
+    op_id: str | None
+    client_order_id: str | None
+    run_id: str | None
+    symbol: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bracket:
+    """An intent and (when written) its result."""
+
+    operation: str
+    intent: Record
+    result: Record | None
+    run_id: str
+    """The run (or invocation) the intent belongs to."""
+
+    @property
+    def op_id(self) -> str | None:
+        """The intent's ``op_id`` (``None`` for ancestor records)."""
+        return self.intent.op_id
+
+    @property
+    def complete(self) -> bool:
+        """Whether a result was recorded."""
+        return self.result is not None
+
+    @property
+    def client_order_id(self) -> str | None:
+        """The client order id from the intent, else from the result."""
+        if self.intent.client_order_id is not None:
+            return self.intent.client_order_id
+        return None if self.result is None else self.result.client_order_id
+
+    @property
+    def error_class(self) -> str | None:
+        """``"rejected"`` / ``"ambiguous"`` from a failed result of ours, else ``None``."""
+        return None if self.result is None else self.result.text("error_class")
+
+    @property
+    def ok(self) -> bool | None:
+        """``None`` while incomplete; ``False`` for a failure result; ``True`` otherwise."""
+        if self.result is None:
+            return None
+        if self.result.event == "order_failed" or "error_class" in self.result.fields:
+            return False
+        success = self.result.fields.get("success")
+        return success is not False
+
+    def as_incomplete(self) -> IncompleteIntent:
+        """This bracket as an incomplete-intent entry."""
+        return IncompleteIntent(
+            line=self.intent.line,
+            operation=self.operation,
+            op_id=self.intent.op_id,
+            client_order_id=self.client_order_id,
+            run_id=self.intent.run_id,
+            symbol=self.intent.symbol,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderLeg:
+    """One planned order from a ``diff_computed`` record."""
+
+    symbol: str
+    action: str
+    side: str
+    """``BUY`` or ``SELL``."""
+    shares: int
+    limit: Decimal | None
+    client_order_id: str | None
+    reference_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    """One ``order_filled`` record, in either format."""
+
+    line: int
+    client_order_id: str | None
+    symbol: str | None
+    order_id: int | str | None
+    shares: int | None
+    """Shares in this fill (ours); the order's filled total for the ancestor's single record."""
+    price: Decimal | None
+    cumulative_filled: int | None
+    status: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    """One row of a positions snapshot."""
+
+    symbol: str
+    shares: int
+    avg_cost: Decimal | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """The records of one run (or of one kill/recover/repair invocation)."""
+
+    run_id: str
+    """Our ``run_id``; for ancestor runs ``nanobook@<line of run_started>``."""
+    format: Format
+    records: tuple[Record, ...]
+    brackets: tuple[Bracket, ...]
+    """Brackets whose intent is in this run, in intent order."""
+    orphan_results: tuple[Record, ...]
+    """Results with no intent (ancestor old format, recovery reconciliations, damage)."""
+
+    @property
+    def is_run(self) -> bool:
+        """Whether the group starts with ``run_started`` (else: kill/recover/repair, preamble)."""
+        return bool(self.records) and self.records[0].event == "run_started"
+
+    @property
+    def started(self) -> Record | None:
+        """The ``run_started`` record."""
+        return self.records[0] if self.is_run else None
+
+    @property
+    def terminal(self) -> Record | None:
+        """The first record that ended the run (``run_completed``, ``risk_check_failed``, ...)."""
+        for record in self.records:
+            if record.format == "nanobook":
+                if ends_ancestor_run(record.event, record.fields):
+                    return record
+            elif record.event in RUN_END_EVENTS:
+                return record
+        return None
+
+    @property
+    def completed(self) -> bool:
+        """Whether the run reached a terminal event."""
+        return self.terminal is not None
+
+    @property
+    def window_id(self) -> str | None:
+        """The cron window id, if any record of the run carries one."""
+        for record in self.records:
+            window = record.text("window_id")
+            if window is not None:
+                return window
+        return None
+
+    @property
+    def incomplete(self) -> tuple[Bracket, ...]:
+        """Brackets without a result."""
+        return tuple(b for b in self.brackets if b.result is None)
+
+    def events(self, name: str) -> tuple[Record, ...]:
+        """Records of this run with event ``name``."""
+        return tuple(r for r in self.records if r.event == name)
+
+    def last(self, name: str) -> Record | None:
+        """The last record of this run with event ``name``."""
+        for record in reversed(self.records):
+            if record.event == name:
+                return record
+        return None
+
+    def diff_orders(self) -> tuple[OrderLeg, ...]:
+        """The planned orders of the run's last ``diff_computed`` (empty when there is none)."""
+        record = self.last("diff_computed")
+        return () if record is None else order_legs(record)
+
+    def fills(self) -> tuple[Fill, ...]:
+        """Every ``order_filled`` record of the run."""
+        return tuple(fill_view(r) for r in self.records if r.event == "order_filled")
+
+    def bracket(self, op_id: str) -> Bracket | None:
+        """The bracket with ``op_id``."""
+        for bracket in self.brackets:
+            if bracket.op_id == op_id:
+                return bracket
+        return None
+
+
+def _side(action: str) -> str:
+    return "SELL" if action.upper().startswith("SELL") else "BUY"
+
+
+def order_legs(record: Record) -> tuple[OrderLeg, ...]:
+    """The ``orders`` of a ``diff_computed`` record as typed legs; unreadable rows are skipped."""
+    rows = record.fields.get("orders")
+    if not isinstance(rows, list):
+        return ()
+    legs: list[OrderLeg] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        view = Record(line=record.line, offset=record.offset, format=record.format, fields=row)
+        symbol = view.symbol
+        shares = view.shares("shares")
+        if shares is None:
+            shares = view.shares("quantity")
+        action = view.text("action") or view.text("side") or ""
+        if symbol is None or shares is None or not action:
+            continue
+        limit = view.money("limit")
+        if limit is None:
+            limit = view.money("limit_price_cents")
+        side = view.text("side")
+        legs.append(
+            OrderLeg(
+                symbol=symbol,
+                action=action,
+                side=side.upper() if side else _side(action),
+                shares=shares,
+                limit=limit,
+                client_order_id=view.client_order_id,
+                reference_price=view.money("reference_price"),
+            )
+        )
+    return tuple(legs)
+
+
+def fill_view(record: Record) -> Fill:
+    """An ``order_filled`` record as a ``Fill`` (ours: shares/price; ancestor: filled/avg_price)."""
+    order_id = record.fields.get("order_id", record.fields.get("ibkr_id"))
+    if not isinstance(order_id, int | str) or isinstance(order_id, bool):
+        order_id = None
+    shares = record.shares("shares")
+    if shares is None:
+        shares = record.shares("filled")
+    price = record.money("price")
+    if price is None:
+        price = record.money("avg_price")
+    if price is None:
+        price = record.money("avg_price_cents")
+    return Fill(
+        line=record.line,
+        client_order_id=record.client_order_id,
+        symbol=record.symbol,
+        order_id=order_id,
+        shares=shares,
+        price=price,
+        cumulative_filled=record.shares("cumulative_filled"),
+        status=record.text("status"),
+    )
+
+
+def positions_view(record: Record) -> tuple[Position, ...]:
+    """The ``positions`` rows of a positions result (``qty``/``shares``/``quantity`` accepted)."""
+    rows = record.fields.get("positions")
+    if not isinstance(rows, list):
+        return ()
+    out: list[Position] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        view = Record(line=record.line, offset=record.offset, format=record.format, fields=row)
+        symbol = view.symbol
+        shares = None
+        for key in ("shares", "qty", "quantity", "position"):
+            shares = view.shares(key)
+            if shares is not None:
+                break
+        if symbol is None or shares is None:
+            continue
+        out.append(Position(symbol=symbol, shares=shares, avg_cost=view.money("avg_cost")))
+    return tuple(out)
+
+
+# -- the whole log ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditLogView:
+    """Everything the reader understood about one log."""
+
+    records: tuple[Record, ...]
+    problems: tuple[LineProblem, ...]
+    """Lines that are not records, before the torn tail (blank lines included)."""
+    torn_tail: TornTail | None
+    runs: tuple[Run, ...]
+    """Runs and invocations in order of their first record."""
+    brackets: tuple[Bracket, ...]
+    """Every bracket in intent order."""
+    size: int
+    """Bytes read."""
+
+    @property
+    def format(self) -> LogFormat:
+        """``rebalancer``, ``nanobook`` or ``mixed`` (an empty log counts as ``rebalancer``)."""
+        kinds = {r.format for r in self.records}
+        if len(kinds) > 1:
+            return "mixed"
+        return "nanobook" if kinds == {"nanobook"} else "rebalancer"
+
+    @property
+    def incomplete_intents(self) -> tuple[IncompleteIntent, ...]:
+        """Intents without a result, in file order."""
+        return tuple(b.as_incomplete() for b in self.brackets if b.result is None)
+
+    @property
+    def last_run(self) -> Run | None:
+        """The last group that starts with ``run_started``."""
+        for run in reversed(self.runs):
+            if run.is_run:
+                return run
+        return None
+
+    @property
+    def good_length(self) -> int:
+        """Bytes up to the torn tail (the whole file when there is none)."""
+        return self.size if self.torn_tail is None else self.torn_tail.offset
+
+    def run(self, run_id: str) -> Run | None:
+        """The run or invocation with ``run_id``."""
+        for run in self.runs:
+            if run.run_id == run_id:
+                return run
+        return None
+
+
+class _Group:
+    __slots__ = ("brackets", "format", "open", "orphans", "records", "run_id")
+
+    def __init__(self, run_id: str, fmt: Format) -> None:
+        self.run_id = run_id
+        self.format: Format = fmt
+        self.records: list[Record] = []
+        self.brackets: list[_OpenBracket] = []
+        self.orphans: list[Record] = []
+        self.open: list[_OpenBracket] = []  # ancestor: open intents in file order
+
+
+class _OpenBracket:
+    __slots__ = ("intent", "operation", "result", "run_id")
+
+    def __init__(self, operation: str, intent: Record, run_id: str) -> None:
+        self.operation = operation
+        self.intent = intent
+        self.run_id = run_id
+        self.result: Record | None = None
+
+
+def _ancestor_match(group: _Group, result: Record, operation: str) -> _OpenBracket | None:
+    candidates = [b for b in group.open if b.operation == operation]
+    if not candidates:
+        return None
+    symbol = result.symbol
+    if operation == "place_order" and symbol is not None:
+        for bracket in candidates:
+            if bracket.intent.symbol == symbol:
+                return bracket
+    return candidates[0]
+
+
+def parse_log(data: bytes) -> AuditLogView:
+    """Parse a whole log's bytes into records, runs and brackets. Never raises on bad content."""
+    records: list[Record] = []
+    problems: list[LineProblem] = []
+    pending: list[LineProblem] = []  # non-records since the last record (may be the torn tail)
+    last_line: RawLine | None = None
+    for raw in split_lines(data):
+        last_line = raw
+        obj, code, message = parse_line(raw.data)
+        if obj is None:
+            pending.append(LineProblem(
+                line=raw.line, offset=raw.offset, code=code or "malformed_json", message=message
+            ))
+            continue
+        if not raw.terminated:
+            pending.append(
+                LineProblem(
+                    line=raw.line,
+                    offset=raw.offset,
+                    code="malformed_json",
+                    message="last line has no newline",
+                )
+            )
+            continue
+        problems.extend(pending)
+        pending.clear()
+        records.append(
+            Record(line=raw.line, offset=raw.offset, format=record_format(obj), fields=obj)
+        )
+    torn = _torn_tail(pending, last_line, len(data))
+    if torn is None:
+        problems.extend(pending)
+    runs, brackets = _group(records)
+    return AuditLogView(
+        records=tuple(records),
+        problems=tuple(problems),
+        torn_tail=torn,
+        runs=runs,
+        brackets=brackets,
+        size=len(data),
+    )
+
+
+def _torn_tail(
+    pending: list[LineProblem], last_line: RawLine | None, size: int
+) -> TornTail | None:
+    """The torn region: trailing non-records, unless they are only newline-ended blank lines."""
+    if not pending or last_line is None:
+        return None
+    only_blank = all(p.code == "blank_line" for p in pending)
+    if only_blank and last_line.terminated and b"\x00" not in last_line.data:
+        return None
+    first = pending[0]
+    if not last_line.terminated and len(pending) == 1:
+        reason = "last line has no newline"
+    else:
+        reason = pending[-1].message if len(pending) == 1 else (
+            f"{len(pending)} unreadable line(s) after the last record"
+        )
+    return TornTail(line=first.line, offset=first.offset, length=size - first.offset, reason=reason)
+
+
+def _group(records: list[Record]) -> tuple[tuple[Run, ...], tuple[Bracket, ...]]:
+    groups: dict[str, _Group] = {}
+    order: list[_Group] = []
+    by_op: dict[str, _OpenBracket] = {}
+    all_brackets: list[_OpenBracket] = []
+    ancestor: _Group | None = None
+    for record in records:
+        if record.format == "rebalancer":
+            key = record.run_id or "?"
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(key, "rebalancer")
+                order.append(group)
+        else:
+            if ancestor is None or record.event == "run_started":
+                key = f"nanobook@{record.line}"
+                ancestor = groups[key] = _Group(key, "nanobook")
+                order.append(ancestor)
+            group = ancestor
+        group.records.append(record)
+        event = record.event
+        operation = INTENT_EVENTS.get(event)
+        if operation is not None:
+            bracket = _OpenBracket(operation, record, group.run_id)
+            group.brackets.append(bracket)
+            all_brackets.append(bracket)
+            if record.format == "rebalancer":
+                op_id = record.op_id
+                if op_id is not None and op_id not in by_op:
+                    by_op[op_id] = bracket
+            else:
+                group.open.append(bracket)
+            continue
+        operation = RESULT_EVENTS.get(event)
+        if operation is None:
+            continue
+        match: _OpenBracket | None
+        if record.format == "rebalancer":
+            op_id = record.op_id
+            match = by_op.get(op_id) if op_id is not None else None
+            if match is not None and (match.result is not None or match.operation != operation):
+                match = None
+        else:
+            match = _ancestor_match(group, record, operation)
+            if match is not None:
+                group.open.remove(match)
+        if match is None:
+            group.orphans.append(record)
+        else:
+            match.result = record
+    frozen: dict[int, Bracket] = {
+        id(b): Bracket(operation=b.operation, intent=b.intent, result=b.result, run_id=b.run_id)
+        for b in all_brackets
+    }
+    runs = tuple(
+        Run(
+            run_id=g.run_id,
+            format=g.format,
+            records=tuple(g.records),
+            brackets=tuple(frozen[id(b)] for b in g.brackets),
+            orphan_results=tuple(g.orphans),
+        )
+        for g in order
+    )
+    return runs, tuple(frozen[id(b)] for b in all_brackets)
+
+
+def read_log(path: Path | str) -> AuditLogView:
+    """Read and parse the log at ``path`` (``OSError`` propagates to the caller)."""
+    return parse_log(Path(path).read_bytes())

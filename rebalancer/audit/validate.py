@@ -1,0 +1,890 @@
+"""Validate an audit log (CONTRACT §5.4) in one streaming pass. Pure over lines; never raises.
+
+What is checked, for records of ours (hash-chained):
+
+1. Every line is a JSON object (``malformed_json``, ``not_an_object``); unreadable lines at the
+   end of the file are one ``torn_tail`` error (with its byte offset), distinct from mid-file
+   damage.
+2. Header keys are present and well typed (``missing_field``, ``bad_field_type``,
+   ``bad_timestamp``); bracket records carry ``op_id``, results ``latency_ms``, order and
+   cancel records ``client_order_id`` and ``symbol``.
+3. ``sequence_number`` is 1 on the first record and strictly +1 across the file
+   (``sequence_gap``, ``sequence_duplicate``, ``sequence_not_monotonic``); each ``hash`` is
+   recomputed (``hash_mismatch``) and each ``prev_hash`` names the previous record's hash
+   (``chain_broken``).
+4. Per run (records grouped by ``run_id``; runs may interleave), the events follow the run
+   table ``RUN_TABLE`` below (``order_violation``); a result needs an earlier intent with its
+   ``op_id`` (``unknown_op``); an ``op_id`` is used by one intent only (``order_violation``).
+   Groups without ``run_started`` (kill, recover, repair invocations) may only hold brackets
+   and the free events.
+
+A missing result is not an error: it is listed in ``incomplete_intents`` and warned about. A run
+without a terminal event is a warning (interrupted). Ancestor (nanobook) records are checked
+loosely: ``event``/``ts`` present, checkpoint sequence numbers strictly increasing, diff after
+positions, orders after the risk check; they add the warning that there is no hash chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from rebalancer.audit.reader import (
+    INTENT_EVENTS,
+    RESULT_EVENTS,
+    IncompleteIntent,
+    LogFormat,
+    ends_ancestor_run,
+    record_format,
+)
+from rebalancer.audit.records import GENESIS_HASH, encode_record, record_hash
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+# -- the report -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Issue:
+    """One error or warning. ``line`` is 1-based (``None`` for whole-file warnings)."""
+
+    line: int | None
+    code: str
+    message: str
+    offset: int | None = None
+    """Byte offset of the line, when known."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"line", "code", "message"}`` plus ``offset`` when known."""
+        out: dict[str, Any] = {"line": self.line, "code": self.code, "message": self.message}
+        if self.offset is not None:
+            out["offset"] = self.offset
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationReport:
+    """The verdict on one log."""
+
+    valid: bool
+    errors: tuple[Issue, ...]
+    warnings: tuple[Issue, ...]
+    incomplete_intents: tuple[IncompleteIntent, ...]
+    format: LogFormat
+    runs: int
+    """Runs (groups that start with ``run_started``) in the file."""
+    records: int
+    """Lines that parsed as records (torn tail and damaged lines excluded)."""
+    torn_tail_offset: int | None = None
+    """Byte offset where a torn tail starts (``audit repair`` cuts there)."""
+    error_count: int = 0
+    """Errors found; ``errors`` keeps at most ``MAX_ISSUES`` of them."""
+    incomplete_runs: tuple[str, ...] = field(default=())
+    """Run ids of runs that did not reach a terminal event."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document of ``rebalancer audit validate --json``."""
+        return {
+            "valid": self.valid,
+            "errors": [e.as_dict() for e in self.errors],
+            "warnings": [w.as_dict() for w in self.warnings],
+            "incomplete_intents": [
+                {
+                    "line": i.line,
+                    "operation": i.operation,
+                    "op_id": i.op_id,
+                    "client_order_id": i.client_order_id,
+                    "run_id": i.run_id,
+                    "symbol": i.symbol,
+                }
+                for i in self.incomplete_intents
+            ],
+            "incomplete_runs": list(self.incomplete_runs),
+            "format": self.format,
+            "runs": self.runs,
+            "records": self.records,
+            "error_count": self.error_count,
+            "torn_tail_offset": self.torn_tail_offset,
+        }
+
+
+MAX_ISSUES: Final = 1000
+"""Errors (and warnings) kept in a report; ``error_count`` still counts all errors."""
+
+# -- the run table ----------------------------------------------------------------------------
+
+
+class Phase(IntEnum):
+    """Where a run of ours stands."""
+
+    STARTED = 1
+    ACCOUNT = 2
+    POSITIONS = 3
+    QUOTES = 4
+    DIFF = 5
+    NO_CHANGE = 6
+    TRADING = 7
+    RECONCILING = 8
+    ENDED = 9
+    CRON_DONE = 10
+
+
+P = Phase
+_LIVE: Final = (P.STARTED, P.ACCOUNT, P.POSITIONS, P.QUOTES, P.DIFF, P.NO_CHANGE, P.TRADING,
+                P.RECONCILING)
+_POST_RISK: Final = (P.TRADING, P.RECONCILING)
+
+
+def _stay(*phases: Phase) -> dict[Phase, Phase]:
+    return {p: p for p in phases}
+
+
+RUN_TABLE: Final[Mapping[str, Mapping[Phase, Phase]]] = {
+    # Rules: a run starts at run_started (STARTED). Reads before the diff go account summary ->
+    # positions -> quotes (each optional but positions). After risk_check_passed the run trades
+    # (orders, cancels, fills, lookups and reads in any order, paired by op_id), then reconciles,
+    # then run_completed. quote_gate_failed, risk_check_failed and dry_run_completed end a run.
+    "cron_start": _stay(P.STARTED),
+    "account_summary_intent": {P.STARTED: P.ACCOUNT, P.ACCOUNT: P.ACCOUNT, **_stay(*_POST_RISK)},
+    "positions_intent": {
+        P.STARTED: P.POSITIONS, P.ACCOUNT: P.POSITIONS, P.POSITIONS: P.POSITIONS,
+        **_stay(*_POST_RISK),
+    },
+    "quotes_intent": {P.POSITIONS: P.QUOTES, P.QUOTES: P.QUOTES, **_stay(*_POST_RISK)},
+    "quote_gate_failed": {P.POSITIONS: P.ENDED, P.QUOTES: P.ENDED},
+    "diff_computed": {P.POSITIONS: P.DIFF, P.QUOTES: P.DIFF},
+    "risk_check_passed": {P.DIFF: P.TRADING},
+    "risk_check_failed": {P.DIFF: P.ENDED},
+    "no_rebalance_needed": {P.DIFF: P.NO_CHANGE},
+    "dry_run_completed": {P.TRADING: P.ENDED},
+    "user_confirmed": _stay(P.TRADING),
+    "order_intent": _stay(P.TRADING),
+    "cancel_intent": _stay(*_POST_RISK),
+    "open_orders_intent": _stay(*_LIVE),
+    "completed_orders_intent": _stay(*_LIVE),
+    "executions_intent": _stay(*_LIVE),
+    "order_filled": _stay(*_POST_RISK),
+    "order_status": _stay(*_POST_RISK),
+    "run_completed": {P.NO_CHANGE: P.ENDED, P.TRADING: P.ENDED, P.RECONCILING: P.ENDED},
+    "cron_completed": {P.ENDED: P.CRON_DONE},
+    "idempotency_rejection": {P.STARTED: P.ENDED},
+}
+"""Event → {phase it may appear in → phase after it}. ``reconcile_*`` events follow
+``RECONCILE_RULE``; ``positions_fetched`` follows ``positions_intent``; ``FREE_EVENTS`` may
+appear anywhere; unknown events are allowed (with a warning)."""
+
+RECONCILE_RULE: Final[Mapping[Phase, Phase]] = {
+    P.NO_CHANGE: P.RECONCILING, P.TRADING: P.RECONCILING, P.RECONCILING: P.RECONCILING,
+}
+
+FREE_EVENTS: Final = frozenset(
+    {
+        "kill_requested", "kill_phase1_started", "kill_phase1_completed", "kill_phase2_started",
+        "kill_phase2_completed", "kill_completed", "tail_repaired", "latch_set", "latch_cleared",
+    }
+)
+"""Events allowed anywhere, in runs and in kill/recover/repair invocations."""
+
+RUN_ONLY_EVENTS: Final = frozenset(
+    {
+        "cron_start", "positions_fetched", "quote_gate_failed", "diff_computed",
+        "risk_check_passed", "risk_check_failed", "no_rebalance_needed", "dry_run_completed",
+        "user_confirmed", "run_completed", "cron_completed",
+    }
+)
+"""Events that only make sense inside a run (a group that starts with ``run_started``)."""
+
+KNOWN_EVENTS: Final = frozenset(
+    set(RUN_TABLE) | FREE_EVENTS | RUN_ONLY_EVENTS | set(INTENT_EVENTS) | set(RESULT_EVENTS)
+    | {"run_started", "risk_check", "positions_fetched"}
+)
+
+_ORDER_EVENTS: Final = frozenset(
+    {"order_intent", "order_submitted", "order_failed", "cancel_intent", "cancel_result"}
+)
+_SEMANTIC: Final = frozenset({"order_violation", "unknown_op"})
+_DAMAGE: Final = frozenset({"sequence_gap", "sequence_duplicate", "sequence_not_monotonic"})
+_READ_OPS: Final = frozenset({"account_summary", "positions", "quotes"})
+_ERROR_CLASSES: Final = frozenset({"rejected", "ambiguous"})
+_OUR_TS: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_ANCESTOR_TS: Final = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})"
+)
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def _fast_hash_agrees() -> bool:
+    # The fast path hashes the line's own bytes with the hash key cut out. It is only used when
+    # it agrees with records.record_hash on a sample, so a change of the hash definition there
+    # silently falls back to the slow, always-correct path.
+    sample = encode_record(
+        event="probe", sequence_number=1, run_id="r", config_hash="c", prev_hash=GENESIS_HASH,
+        ts=datetime.fromisoformat("2026-01-01T00:00:00+00:00"), payload={"a": "1", "z": [1]},
+    )
+    body = sample.line.rstrip(b"\n")
+    marker = b',"hash":"' + sample.hash.encode("ascii") + b'"'
+    cut = body.replace(marker, b"", 1)
+    return (
+        cut != body
+        and hashlib.sha256(cut).hexdigest() == sample.hash == record_hash(sample.record)
+    )
+
+
+_FAST_HASH: Final = _fast_hash_agrees()
+
+# -- the validator ----------------------------------------------------------------------------
+
+
+class _Open:
+    __slots__ = ("cid", "line", "operation", "run_id", "symbol")
+
+    def __init__(
+        self, line: int, operation: str, run_id: str | None, cid: str | None, symbol: str | None
+    ) -> None:
+        self.line = line
+        self.operation = operation
+        self.run_id = run_id
+        self.cid = cid
+        self.symbol = symbol
+
+
+class _Run:
+    __slots__ = ("ended_line", "first_line", "has_completed", "is_run", "last_event", "open_ops",
+                 "phase", "run_id")
+
+    def __init__(self, run_id: str, first_line: int, is_run: bool) -> None:
+        self.run_id = run_id
+        self.first_line = first_line
+        self.is_run = is_run
+        self.phase = Phase.STARTED
+        self.last_event = "run_started"
+        self.ended_line = 0
+        self.has_completed = False
+        self.open_ops: set[str] = set()
+
+
+class _AncestorRun:
+    __slots__ = ("completed", "first_line", "is_run", "open", "positions", "risk_passed", "run_id")
+
+    def __init__(self, first_line: int, is_run: bool) -> None:
+        self.run_id = f"nanobook@{first_line}"
+        self.first_line = first_line
+        self.is_run = is_run
+        self.positions = False
+        self.risk_passed = False
+        self.completed = False
+        self.open: list[_Open] = []
+
+
+class _Validator:
+    """The streaming validator: ``feed`` each physical line, then ``finish``."""
+
+    def __init__(self) -> None:
+        self.errors: list[Issue] = []
+        self.damaged_at = 0
+        self.warnings: list[Issue] = []
+        self.error_count = 0
+        self.records = 0
+        self.line = 0
+        self.offset = 0
+        self.formats: set[str] = set()
+        self.pending: list[Issue] = []  # unreadable lines since the last record
+        self.last_terminated = True
+        # ours
+        self.ours_seen = False
+        self.ancestor_seen = False
+        self.last_seq: int | None = None
+        self.missing: list[list[int]] = []  # [lo, hi] sequence ranges skipped by a gap
+        self.last_hash: str | None = None
+        self.last_hash_line = 0
+        self.skipped = 0  # damaged lines since the last record of ours
+        self.runs: dict[str, _Run] = {}
+        self.open: dict[str, _Open] = {}
+        self.op_lines: dict[str, int] = {}
+        self.unknown: dict[str, list[int]] = {}
+        # ancestor
+        self.ancestor_run: _AncestorRun | None = None
+        self.ancestor_runs: list[_AncestorRun] = []
+        self.last_checkpoint: int | None = None
+
+    # -- issues --
+
+    def error(self, code: str, message: str, line: int | None = None) -> None:
+        if code in _SEMANTIC and self.damaged_at:
+            # Records were lost, garbled or reordered earlier: ordering and pairing findings
+            # after that point are likely echoes of the damage, so they are only warnings.
+            self.warn(code, f"{message} (unverifiable after damage at line {self.damaged_at})",
+                      self.line if line is None else line)
+            return
+        if code in _DAMAGE and not self.damaged_at:
+            self.damaged_at = self.line if line is None else line
+        self.error_count += 1
+        if len(self.errors) < MAX_ISSUES:
+            self.errors.append(Issue(line=self.line if line is None else line, code=code,
+                                     message=message))
+
+    def warn(self, code: str, message: str, line: int | None) -> None:
+        if len(self.warnings) < MAX_ISSUES:
+            self.warnings.append(Issue(line=line, code=code, message=message))
+
+    # -- lines --
+
+    def feed(self, chunk: bytes) -> None:
+        self.line += 1
+        offset = self.offset
+        self.offset += len(chunk)
+        terminated = chunk[-1:] == b"\n"
+        self.last_terminated = terminated
+        body = chunk[:-1] if terminated else chunk
+        if not body.strip():
+            self.pending.append(Issue(line=self.line, code="blank_line", message="blank line",
+                                      offset=offset))
+            return
+        try:
+            obj = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            text = str(exc)
+            if b"\x00" in body:
+                text = "line contains NUL bytes"
+            self.pending.append(Issue(line=self.line, code="malformed_json",
+                                      message=f"invalid JSON: {text[:80]}", offset=offset))
+            return
+        if not isinstance(obj, dict):
+            self.pending.append(Issue(
+                line=self.line, code="not_an_object",
+                message=f"JSON {type(obj).__name__} where an object was expected", offset=offset))
+            return
+        if not terminated:
+            self.pending.append(Issue(line=self.line, code="malformed_json",
+                                      message="last line has no newline", offset=offset))
+            return
+        if self.pending:
+            self._flush_pending()
+        self.records += 1
+        if record_format(obj) == "rebalancer":
+            self._ours(obj, body)
+        else:
+            self._ancestor(obj)
+
+    def _flush_pending(self) -> None:
+        for issue in self.pending:
+            if issue.code == "blank_line":
+                self.warn("blank_line", "blank line skipped", issue.line)
+                continue
+            self.error_count += 1
+            if len(self.errors) < MAX_ISSUES:
+                self.errors.append(Issue(
+                    line=issue.line, code=issue.code,
+                    message=f"mid-file damage: {issue.message}", offset=issue.offset))
+            self.damaged_at = self.damaged_at or (issue.line or 0)
+            self.skipped += 1
+        self.pending.clear()
+
+    # -- records of ours --
+
+    def _ours(self, obj: dict[str, Any], body: bytes) -> None:
+        self.formats.add("rebalancer")
+        # True: first record of the file; None: first of ours after ancestor records (any start
+        # is accepted); False: any later record.
+        first_of_file: bool | None = False
+        if not self.ours_seen:
+            first_of_file = None if self.ancestor_seen else True
+        self.ours_seen = True
+        line = self.line
+        event = obj.get("event")
+        ok = True
+        for key in ("event", "ts", "sequence_number", "run_id", "config_hash", "prev_hash",
+                    "hash"):
+            if key not in obj:
+                self.error("missing_field", f"record lacks header key {key!r}")
+                ok = False
+        if not isinstance(event, str) or not event:
+            if "event" in obj:
+                self.error("bad_field_type", "event must be a non-empty string")
+            event = ""
+        ts = obj.get("ts")
+        if "ts" in obj and not _our_ts_ok(ts):
+            self.error("bad_timestamp",
+                       f"ts {ts!r} is not RFC 3339 UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
+        run_id = obj.get("run_id")
+        if "run_id" in obj and (not isinstance(run_id, str) or not run_id):
+            self.error("bad_field_type", "run_id must be a non-empty string")
+            run_id = None
+        if "config_hash" in obj and not isinstance(obj["config_hash"], str):
+            self.error("bad_field_type", "config_hash must be a string")
+        seq = obj.get("sequence_number")
+        if "sequence_number" in obj and (isinstance(seq, bool) or not isinstance(seq, int)):
+            self.error("bad_field_type", f"sequence_number {seq!r} must be an integer")
+            seq = None
+        stored = obj.get("hash")
+        if "hash" in obj and (not isinstance(stored, str) or not _HEX64.fullmatch(stored)):
+            self.error("bad_field_type", "hash must be 64 lowercase hex digits")
+            stored = None
+        prev = obj.get("prev_hash")
+        if "prev_hash" in obj and (not isinstance(prev, str) or not _HEX64.fullmatch(prev)):
+            self.error("bad_field_type", "prev_hash must be 64 lowercase hex digits")
+            prev = None
+        if isinstance(seq, int):
+            self._sequence(seq, first_of_file)
+        if stored is not None and not self._hash_ok(obj, body, stored):
+            self.error("hash_mismatch",
+                       f"hash does not match the record's content (sequence_number {seq})")
+        if prev is not None:
+            self._chain(prev, first_of_file)
+        self.last_hash = stored
+        self.last_hash_line = line
+        self.skipped = 0
+        if ok or (event and isinstance(run_id, str)):
+            self._run_rules(obj, event, run_id if isinstance(run_id, str) else "?")
+
+    def _sequence(self, seq: int, first_of_file: bool | None) -> None:
+        last = self.last_seq
+        if last is None:
+            if first_of_file and not 1 <= seq <= 1 + self.skipped:
+                self.error("sequence_gap",
+                           f"first record has sequence_number {seq}, expected 1")
+            self.last_seq = seq
+            return
+        if seq == last + 1 or (self.skipped and last < seq <= last + 1 + self.skipped):
+            self.last_seq = seq
+            return
+        if seq > last:
+            self.error("sequence_gap",
+                       f"sequence_number {seq} follows {last}: {seq - last - 1} missing")
+            if len(self.missing) < 10_000:
+                self.missing.append([last + 1, seq - 1])
+            self.last_seq = seq
+            return
+        for gap in self.missing:
+            if gap[0] <= seq <= gap[1]:
+                self.error("sequence_not_monotonic",
+                           f"sequence_number {seq} after {last}: out of order")
+                if seq == gap[0]:
+                    gap[0] += 1
+                elif seq == gap[1]:
+                    gap[1] -= 1
+                return
+        self.error("sequence_duplicate",
+                   f"sequence_number {seq} appears again (last was {last})")
+
+    def _hash_ok(self, obj: dict[str, Any], body: bytes, stored: str) -> bool:
+        if _FAST_HASH:
+            marker = b',"hash":"' + stored.encode("ascii") + b'"'
+            at = body.find(marker)
+            if at > 0:
+                cut = body[:at] + body[at + len(marker):]
+                if hashlib.sha256(cut).hexdigest() == stored:
+                    return True
+        try:
+            return record_hash(obj) == stored
+        except ValueError:
+            return False
+
+    def _chain(self, prev: str, first_of_file: bool | None) -> None:
+        if first_of_file is None or self.skipped:
+            return
+        if first_of_file:
+            if prev != GENESIS_HASH:
+                self.error("chain_broken",
+                           "first record's prev_hash is not the genesis hash (64 zeros)")
+            return
+        if self.last_hash is not None and prev != self.last_hash:
+            self.error("chain_broken",
+                       f"prev_hash does not match the hash of the record at line "
+                       f"{self.last_hash_line}")
+
+    # -- per-run ordering (ours) --
+
+    def _run_rules(self, obj: dict[str, Any], event: str, run_id: str) -> None:
+        line = self.line
+        run = self.runs.get(run_id)
+        if event == "run_started":
+            if run is not None:
+                self.error("order_violation",
+                           f"run_started for run {run_id} which already has records "
+                           f"(first at line {run.first_line})")
+                return
+            self.runs[run_id] = _Run(run_id, line, True)
+            return
+        if run is None:
+            run = self.runs[run_id] = _Run(run_id, line, False)
+        operation = INTENT_EVENTS.get(event)
+        if operation is not None:
+            self._intent(obj, event, operation, run)
+        elif event in RESULT_EVENTS:
+            self._result(obj, event, RESULT_EVENTS[event], run)
+            return
+        if event in FREE_EVENTS:
+            return
+        if event not in KNOWN_EVENTS and not event.startswith("reconcile_"):
+            self.unknown.setdefault(event, []).append(line)
+            return
+        if not run.is_run:
+            if event in RUN_ONLY_EVENTS:
+                self.error("order_violation",
+                           f"{event} in {run_id}, which has no run_started")
+            return
+        if event == "idempotency_rejection" and run.phase is Phase.STARTED:
+            run.phase = Phase.ENDED
+            run.ended_line = line
+            return
+        if event.startswith("reconcile_"):
+            rule: Mapping[Phase, Phase] | None = RECONCILE_RULE
+        elif event == "positions_fetched":
+            rule = RUN_TABLE["positions_intent"]
+        else:
+            rule = RUN_TABLE.get(event)
+        if rule is None:
+            return
+        nxt = rule.get(run.phase)
+        if nxt is None:
+            nxt = self._special(obj, event, run)
+        if nxt is None:
+            self.error("order_violation", self._why(event, run))
+            return
+        if event == "diff_computed":
+            self._diff_reads_closed(run)
+        if nxt >= Phase.ENDED and run.phase < Phase.ENDED:
+            run.ended_line = line
+        if event == "run_completed":
+            run.has_completed = True
+        run.phase = nxt
+        run.last_event = event
+
+    def _special(self, obj: dict[str, Any], event: str, run: _Run) -> Phase | None:
+        if event != "run_completed" or run.has_completed:
+            return None
+        if run.phase is Phase.ENDED:
+            return Phase.ENDED  # run_completed after quote_gate/risk failure or a dry run
+        status = obj.get("status")
+        if run.phase < Phase.ENDED and isinstance(status, str) and status != "completed":
+            return Phase.ENDED  # an interrupted or failed run closed early
+        return None
+
+    def _why(self, event: str, run: _Run) -> str:
+        where = f"in run {run.run_id}"
+        if run.phase >= Phase.ENDED:
+            return f"{event} after the run ended (line {run.ended_line}) {where}"
+        if event in ("diff_computed", "quotes_intent", "quote_gate_failed") and (
+            run.phase < Phase.POSITIONS
+        ):
+            return f"{event} before positions were fetched {where}"
+        if event in ("order_intent", "cancel_intent", "order_filled", "order_status",
+                     "user_confirmed", "dry_run_completed") and run.phase < Phase.TRADING:
+            return f"{event} before risk_check_passed {where}"
+        if event in ("risk_check_passed", "risk_check_failed", "no_rebalance_needed") and (
+            run.phase < Phase.DIFF
+        ):
+            return f"{event} before diff_computed {where}"
+        return f"{event} not allowed after {run.last_event} {where}"
+
+    def _diff_reads_closed(self, run: _Run) -> None:
+        for op_id in run.open_ops:
+            pending = self.open.get(op_id)
+            if pending is not None and pending.operation in _READ_OPS:
+                self.error("order_violation",
+                           f"diff_computed while the {pending.operation} intent at line "
+                           f"{pending.line} has no result")
+
+    def _order_fields(self, obj: dict[str, Any], event: str) -> tuple[str | None, str | None]:
+        if event not in _ORDER_EVENTS:
+            return None, None
+        cid = obj.get("client_order_id")
+        symbol = obj.get("symbol")
+        for key, value in (("client_order_id", cid), ("symbol", symbol)):
+            if value is None:
+                self.error("missing_field", f"{event} lacks {key!r}")
+            elif not isinstance(value, str):
+                self.error("bad_field_type", f"{event}: {key} must be a string")
+        needed: tuple[str, ...] = ()
+        if event == "order_submitted":
+            needed = ("order_id", "perm_id", "status")
+        elif event in ("cancel_intent", "cancel_result"):
+            needed = ("order_id",)
+        for key in needed:
+            if key not in obj:
+                self.error("missing_field", f"{event} lacks {key!r}")
+        return (cid if isinstance(cid, str) else None,
+                symbol if isinstance(symbol, str) else None)
+
+    def _intent(self, obj: dict[str, Any], event: str, operation: str, run: _Run) -> None:
+        cid, symbol = self._order_fields(obj, event)
+        op_id = obj.get("op_id")
+        if not isinstance(op_id, str) or not op_id:
+            self.error("missing_field" if op_id is None else "bad_field_type",
+                       f"{event} needs a string op_id")
+            return
+        first = self.op_lines.get(op_id)
+        if first is not None:
+            self.error("order_violation",
+                       f"duplicate op_id {op_id!r} (first used at line {first})")
+            return
+        self.op_lines[op_id] = self.line
+        if run.is_run and run.phase >= Phase.ENDED:
+            return  # reported by the run rules
+        self.open[op_id] = _Open(self.line, operation, run.run_id, cid, symbol)
+        run.open_ops.add(op_id)
+
+    def _result(self, obj: dict[str, Any], event: str, operation: str, run: _Run) -> None:
+        cid, _symbol = self._order_fields(obj, event)
+        latency = obj.get("latency_ms")
+        if latency is None:
+            self.error("missing_field", f"{event} lacks 'latency_ms'")
+        elif isinstance(latency, bool) or not isinstance(latency, int):
+            self.error("bad_field_type", f"{event}: latency_ms must be an integer")
+        error_class = obj.get("error_class")
+        if error_class is not None and error_class not in _ERROR_CLASSES:
+            self.error("bad_field_type",
+                       f"{event}: error_class {error_class!r} is not 'rejected' or 'ambiguous'")
+        if event == "order_failed" and error_class is None:
+            self.error("missing_field", "order_failed lacks 'error_class'")
+        op_id = obj.get("op_id")
+        if not isinstance(op_id, str) or not op_id:
+            self.error("missing_field" if op_id is None else "bad_field_type",
+                       f"{event} needs a string op_id")
+            return
+        pending = self.open.pop(op_id, None)
+        if pending is None:
+            if op_id in self.op_lines:
+                self.error("order_violation",
+                           f"{event} for op_id {op_id!r} whose intent (line "
+                           f"{self.op_lines[op_id]}) already has a result")
+            else:
+                self.error("unknown_op", f"{event} for op_id {op_id!r} without a matching intent")
+            return
+        owner = self.runs.get(pending.run_id or "")
+        if owner is not None:
+            owner.open_ops.discard(op_id)
+        if pending.operation != operation:
+            self.error("order_violation",
+                       f"{event} answers op_id {op_id!r}, whose intent at line {pending.line} "
+                       f"is a {pending.operation} intent")
+        elif cid is not None and pending.cid is not None and cid != pending.cid:
+            self.error("order_violation",
+                       f"{event} client_order_id {cid!r} differs from its intent's "
+                       f"{pending.cid!r} (line {pending.line})")
+        if run.is_run and run.phase >= Phase.ENDED:
+            self.error("order_violation",
+                       f"{event} after the run ended (line {run.ended_line}) in run {run.run_id}")
+
+    # -- ancestor records --
+
+    def _ancestor(self, obj: dict[str, Any]) -> None:
+        self.formats.add("nanobook")
+        self.ancestor_seen = True
+        if self.ours_seen:
+            self.error("chain_broken",
+                       "record without hash chain (nanobook format) after hash-chained records")
+        line = self.line
+        event = obj.get("event")
+        if not isinstance(event, str) or not event:
+            self.error("missing_field" if event is None else "bad_field_type",
+                       "record needs a string 'event'")
+            event = ""
+        ts = obj.get("ts")
+        if ts is None:
+            self.error("missing_field", "record lacks 'ts'")
+        elif not _ancestor_ts_ok(ts):
+            self.error("bad_timestamp", f"ts {ts!r} is not an RFC 3339 timestamp")
+        seq = obj.get("sequence_number")
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+            self.error("bad_field_type", f"sequence_number {seq!r} must be an integer")
+            seq = None
+        for key in ("window_id", "checkpoint"):
+            if key in obj and not isinstance(obj[key], str):
+                self.error("bad_field_type", f"{key} must be a string")
+        if "checkpoint" in obj:
+            if seq is None:
+                if "sequence_number" not in obj:
+                    self.error("missing_field", "checkpoint record lacks 'sequence_number'")
+            else:
+                last = self.last_checkpoint
+                if last is not None and seq == last:
+                    self.error("sequence_duplicate",
+                               f"checkpoint sequence_number {seq} appears again")
+                elif last is not None and seq < last:
+                    self.error("sequence_not_monotonic",
+                               f"checkpoint sequence_number {seq} after {last}")
+                self.last_checkpoint = seq if last is None else max(seq, last)
+        run = self.ancestor_run
+        if event == "run_started" or run is None:
+            run = self.ancestor_run = _AncestorRun(line, event == "run_started")
+            self.ancestor_runs.append(run)
+            if event == "run_started":
+                return
+        self._ancestor_rules(obj, event, run)
+
+    def _ancestor_rules(self, obj: dict[str, Any], event: str, run: _AncestorRun) -> None:
+        if event in ("positions_fetched", "positions_result"):
+            run.positions = True
+        elif event == "diff_computed" and run.is_run and not run.positions:
+            self.error("order_violation", f"diff_computed before positions in {run.run_id}")
+        elif event == "risk_check_passed" or (
+            event == "risk_check" and obj.get("passed") is True
+        ):
+            run.risk_passed = True
+        elif event in ("order_intent", "order_submitted") and run.is_run and (
+            not run.risk_passed and obj.get("reconciled") is not True
+        ):
+            self.error("order_violation", f"{event} before the risk check passed in {run.run_id}")
+        if ends_ancestor_run(event, obj):
+            run.completed = True
+        operation = INTENT_EVENTS.get(event)
+        if operation is not None:
+            cid = obj.get("client_order_id")
+            symbol = obj.get("symbol")
+            run.open.append(_Open(
+                self.line, operation, None, cid if isinstance(cid, str) else None,
+                symbol if isinstance(symbol, str) else None))
+            return
+        operation = RESULT_EVENTS.get(event)
+        if operation is None:
+            if event not in KNOWN_EVENTS and not event.startswith("reconcile_"):
+                self.unknown.setdefault(event, []).append(self.line)
+            return
+        symbol = obj.get("symbol")
+        match: _Open | None = None
+        for pending in run.open:
+            if pending.operation != operation:
+                continue
+            if match is None:
+                match = pending
+            if operation == "place_order" and symbol is not None and pending.symbol == symbol:
+                match = pending
+                break
+        if match is not None:
+            run.open.remove(match)
+
+    # -- the end --
+
+    def finish(self) -> ValidationReport:
+        torn_offset: int | None = None
+        if self.pending:
+            only_blank = all(p.code == "blank_line" for p in self.pending)
+            if only_blank and self.last_terminated:
+                self._flush_pending()
+            else:
+                first = self.pending[0]
+                torn_offset = first.offset
+                reason = first.message if len(self.pending) == 1 else (
+                    f"{len(self.pending)} unreadable line(s) after the last record")
+                self.error_count += 1
+                self.errors.append(Issue(
+                    line=first.line, code="torn_tail", offset=first.offset,
+                    message=f"torn tail at byte offset {first.offset} ({reason}); "
+                            "`rebalancer audit repair` can cut it"))
+                self.pending.clear()
+        incomplete: list[IncompleteIntent] = []
+        for op_id, pending in self.open.items():
+            incomplete.append(IncompleteIntent(
+                line=pending.line, operation=pending.operation, op_id=op_id,
+                client_order_id=pending.cid, run_id=pending.run_id, symbol=pending.symbol))
+        for arun in self.ancestor_runs:
+            for pending in arun.open:
+                incomplete.append(IncompleteIntent(
+                    line=pending.line, operation=pending.operation, op_id=None,
+                    client_order_id=pending.cid, run_id=arun.run_id, symbol=pending.symbol))
+        incomplete.sort(key=lambda i: i.line)
+        for item in incomplete:
+            what = f"op_id {item.op_id}" if item.op_id else "no op_id"
+            if item.client_order_id:
+                what += f", client_order_id {item.client_order_id}"
+            self.warn("incomplete_intent",
+                      f"{item.operation} intent without a result ({what}): the operation was "
+                      "interrupted; recovery must resolve it", item.line)
+        unfinished: list[tuple[int, str]] = []
+        unfinished += [(r.first_line, r.run_id) for r in self.runs.values()
+                       if r.is_run and r.phase < Phase.ENDED]
+        unfinished += [(r.first_line, r.run_id) for r in self.ancestor_runs
+                       if r.is_run and not r.completed]
+        unfinished.sort()
+        for line, run_id in unfinished:
+            self.warn("run_incomplete", f"run {run_id} did not complete (interrupted)", line)
+        for event, lines in self.unknown.items():
+            self.warn("unknown_event",
+                      f"unknown event {event!r} ({len(lines)} record(s), first at line "
+                      f"{lines[0]})", lines[0])
+        if "nanobook" in self.formats:
+            self.warn("no_hash_chain",
+                      "no hash chain: tamper evidence unavailable for nanobook-format records",
+                      None)
+        if self.records == 0 and torn_offset is None:
+            self.warn("empty_log", "the log holds no records", None)
+        fmt: LogFormat
+        if len(self.formats) > 1:
+            fmt = "mixed"
+        elif self.formats == {"nanobook"}:
+            fmt = "nanobook"
+        else:
+            fmt = "rebalancer"
+        runs = sum(1 for r in self.runs.values() if r.is_run) + sum(
+            1 for r in self.ancestor_runs if r.is_run)
+        return ValidationReport(
+            valid=self.error_count == 0,
+            errors=tuple(self.errors),
+            warnings=tuple(self.warnings),
+            incomplete_intents=tuple(incomplete),
+            format=fmt,
+            runs=runs,
+            records=self.records,
+            torn_tail_offset=torn_offset,
+            error_count=self.error_count,
+            incomplete_runs=tuple(run_id for _, run_id in unfinished),
+        )
+
+
+def _our_ts_ok(value: object) -> bool:
+    if not isinstance(value, str) or not _OUR_TS.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _ancestor_ts_ok(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    match = _ANCESTOR_TS.fullmatch(value)
+    if match is None:
+        return False
+    base, fraction, zone = match.groups()
+    text = base + ("." + (fraction + "00000")[:6] if fraction else "")
+    text += "+00:00" if zone in ("Z", "z") else zone
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+# -- entry points -----------------------------------------------------------------------------
+
+
+def validate_lines(chunks: Iterable[bytes]) -> ValidationReport:
+    """Validate a log given as its physical lines, each with its ``\\n`` (the last may lack it)."""
+    validator = _Validator()
+    feed = validator.feed
+    for chunk in chunks:
+        feed(chunk)
+    return validator.finish()
+
+
+def validate_bytes(data: bytes) -> ValidationReport:
+    """Validate a whole log held in memory."""
+    return validate_lines(io.BytesIO(data))
+
+
+def validate_file(path: Path | str) -> ValidationReport:
+    """Validate the log at ``path`` in one streaming pass (``OSError`` propagates)."""
+    with Path(path).open("rb") as handle:
+        return validate_lines(handle)

@@ -1,0 +1,575 @@
+"""The audit validator: fresh logs, every corruption class, torn tails, ordering, brackets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fixtures.audit_logs import LogBuilder, add_full_run, add_run_start, order_row
+
+from rebalancer.audit.records import GENESIS_HASH, canonical_bytes, record_hash
+from rebalancer.audit.validate import ValidationReport, validate_bytes, validate_file
+
+
+def _codes(report: ValidationReport) -> list[tuple[int | None, str]]:
+    return [(e.line, e.code) for e in report.errors]
+
+
+def _first(report: ValidationReport) -> tuple[int | None, str]:
+    assert report.errors, "expected at least one error"
+    return report.errors[0].line, report.errors[0].code
+
+
+def _log(runs: int = 1) -> LogBuilder:
+    b = LogBuilder()
+    for n in range(runs):
+        add_full_run(b, f"run-{n}")
+    return b
+
+
+def _line_of(b: LogBuilder, event: str, nth: int = 0) -> int:
+    hits = [i + 1 for i, r in enumerate(b.records) if r["event"] == event]
+    return hits[nth]
+
+
+def _rehash(record: dict[str, object]) -> bytes:
+    """Re-encode a hand-edited record with a correct hash (so only the edited rule trips)."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    body["hash"] = record_hash(body)
+    return canonical_bytes(body) + b"\n"
+
+
+# -- valid logs -------------------------------------------------------------------------------
+
+
+def test_fresh_log_of_three_runs_is_valid_without_warnings() -> None:
+    """Three complete runs written through the real chain validate with no errors or warnings."""
+    b = _log(3)
+    report = validate_bytes(b.data())
+    assert report.valid
+    assert report.errors == ()
+    assert report.warnings == ()
+    assert report.format == "rebalancer"
+    assert report.runs == 3
+    assert report.records == len(b.lines)
+    assert report.incomplete_intents == ()
+
+
+def test_validate_file_reads_the_same_verdict_as_validate_bytes(tmp_path) -> None:
+    """The streaming file entry point agrees with the in-memory one."""
+    b = _log(2)
+    path = b.write(tmp_path / "audit.jsonl")
+    assert validate_file(path) == validate_bytes(b.data())
+
+
+def test_cron_run_with_cron_markers_is_valid() -> None:
+    """cron_start after run_started and cron_completed after run_completed are accepted."""
+    b = LogBuilder()
+    add_full_run(b, "cron-1", cron=True)
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+    assert report.warnings == ()
+
+
+def test_empty_log_is_valid_with_a_warning() -> None:
+    """An empty file has no records: valid, warned about."""
+    report = validate_bytes(b"")
+    assert report.valid
+    assert [w.code for w in report.warnings] == ["empty_log"]
+    assert report.records == 0
+
+
+@pytest.mark.parametrize(
+    ("tail", "status"),
+    [
+        (("quote_gate_failed",), None),
+        (("diff_computed", "risk_check_failed"), None),
+        (("diff_computed", "risk_check_failed", "run_completed"), "risk_failed"),
+        (("diff_computed", "risk_check_passed", "dry_run_completed"), None),
+        (("diff_computed", "no_rebalance_needed", "run_completed"), "completed"),
+    ],
+)
+def test_runs_that_end_early_are_complete_and_valid(
+    tail: tuple[str, ...], status: str | None
+) -> None:
+    """Quote gate, risk failure, dry run and no-change runs end the run without warnings."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    for event in tail:
+        payload = {"status": status} if event == "run_completed" else {}
+        b.add(event, "r1", **payload)
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+    assert report.warnings == ()
+
+
+def test_run_stopped_early_with_a_status_is_valid() -> None:
+    """A run_completed whose status says the run was interrupted may close it before the diff."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    b.bracket("positions_intent", "r1")
+    b.add("run_completed", "r1", status="interrupted")
+    assert validate_bytes(b.data()).valid
+
+
+def test_runner_and_kill_records_may_interleave() -> None:
+    """A kill invocation appending while the run trades is valid; both bracket sets pair."""
+    b = LogBuilder()
+    add_run_start(b, "run-a")
+    row = order_row("run-a", 0, "AAPL", "BUY", 10, "190.00")
+    b.add("diff_computed", "run-a", orders=[row], skipped=[])
+    b.add("risk_check_passed", "run-a", checks=[])
+    key = {"client_order_id": row["client_order_id"], "symbol": "AAPL"}
+    op = b.intent("order_intent", "run-a", side="BUY", shares=10, limit="190.00", **key)
+    b.add("kill_requested", "kill-1")
+    b.result("order_submitted", "run-a", op, order_id=5, perm_id=77, status="Submitted", **key)
+    b.add("kill_phase1_started", "kill-1", pid=4242)
+    look = b.intent("open_orders_intent", "kill-1")
+    b.result("open_orders_result", "kill-1", look, orders=[])
+    cancel = b.intent("cancel_intent", "kill-1", order_id=5, **key)
+    b.add("order_status", "run-a", order_id=5, status="Cancelled", filled=0, remaining=10, **key)
+    b.result("cancel_result", "kill-1", cancel, order_id=5, **key)
+    b.add("kill_completed", "kill-1", method="graceful", orders_cancelled_count=1,
+          orders_remaining_count=0, duration_seconds="0.8")
+    b.add("run_completed", "run-a", status="interrupted")
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+    assert report.warnings == ()
+    assert report.runs == 1
+
+
+def test_concurrent_order_brackets_pair_by_op_id() -> None:
+    """Several orders in flight at once (intents first, results later) pair by op_id."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[], skipped=[])
+    b.add("risk_check_passed", "r1", checks=[])
+    keys = [{"client_order_id": f"c{n}", "symbol": s} for n, s in enumerate(("AAPL", "MSFT"))]
+    ops = [b.intent("order_intent", "r1", **k) for k in keys]
+    for op, key in zip(reversed(ops), reversed(keys), strict=True):
+        b.result("order_submitted", "r1", op, order_id=1, perm_id=2, status="Submitted", **key)
+    b.add("run_completed", "r1", status="completed")
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+
+
+def test_repair_and_latch_invocations_are_valid_outside_runs() -> None:
+    """tail_repaired and latch events under their own run_id need no run_started."""
+    b = _log(1)
+    b.add("tail_repaired", "repair-1", original_copy="audit.jsonl.torn", truncated_at_offset=10,
+          bytes_removed=3)
+    b.add("latch_set", "run-0", reason="orders incomplete")
+    b.add("latch_cleared", "latch-1", reason="checked by hand")
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+
+
+# -- incomplete intents and interrupted runs --------------------------------------------------
+
+
+def test_missing_result_is_an_incomplete_intent_not_an_error() -> None:
+    """An order intent without a result is reported with its operation, line and client id."""
+    b = LogBuilder()
+    add_run_start(b, "r9")
+    b.add("diff_computed", "r9", orders=[], skipped=[])
+    b.add("risk_check_passed", "r9", checks=[])
+    op = b.intent("order_intent", "r9", client_order_id="rb-r9-0", symbol="XOM", side="BUY",
+                  shares=3, limit="110.00")
+    report = validate_bytes(b.data())
+    assert report.valid
+    [item] = report.incomplete_intents
+    assert (item.line, item.operation, item.op_id, item.client_order_id, item.run_id) == (
+        len(b.lines), "place_order", op, "rb-r9-0", "r9")
+    codes = [(w.line, w.code) for w in report.warnings]
+    assert (len(b.lines), "incomplete_intent") in codes
+    assert (1, "run_incomplete") in codes
+    assert report.incomplete_runs == ("r9",)
+    assert any("run r9 did not complete" in w.message for w in report.warnings)
+
+
+def test_incomplete_read_intent_is_reported_with_its_operation() -> None:
+    """A positions intent cut off by a crash is an incomplete 'positions' intent."""
+    b = LogBuilder()
+    b.add("run_started", "r2")
+    b.intent("positions_intent", "r2")
+    report = validate_bytes(b.data())
+    assert report.valid
+    assert [(i.line, i.operation) for i in report.incomplete_intents] == [(2, "positions")]
+
+
+# -- corruption classes -----------------------------------------------------------------------
+
+
+def test_bit_flip_in_a_value_is_a_hash_mismatch_on_that_line() -> None:
+    """Changing one byte of a payload value breaks that record's hash, and only that line."""
+    b = _log(1)
+    n = _line_of(b, "order_intent")
+    b.lines[n - 1] = b.lines[n - 1].replace(b'"AAPL"', b'"AAPM"')
+    report = validate_bytes(b.data())
+    assert not report.valid
+    assert _codes(report) == [(n, "hash_mismatch")]
+
+
+def test_bit_flip_in_the_stored_hash_breaks_the_chain_at_the_next_line() -> None:
+    """A damaged hash field is a mismatch on its line and a broken link on the next."""
+    b = _log(1)
+    n = 5
+    stored = b.records[n - 1]["hash"]
+    flipped = ("1" if stored[0] != "1" else "2") + stored[1:]
+    b.lines[n - 1] = b.lines[n - 1].replace(stored.encode(), flipped.encode())
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(n, "hash_mismatch"), (n + 1, "chain_broken")]
+
+
+def test_bit_flip_that_breaks_json_is_mid_file_damage() -> None:
+    """A flipped brace mid-file is malformed_json at that line, not a torn tail."""
+    b = _log(1)
+    b.lines[3] = b"[" + b.lines[3][1:]
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(4, "malformed_json")]
+    assert report.errors[0].offset == sum(len(x) for x in b.lines[:3])
+    assert report.torn_tail_offset is None
+
+
+def test_non_object_json_mid_file_is_not_an_object() -> None:
+    """A JSON array between records is reported as not_an_object at its line."""
+    b = _log(1)
+    b.lines.insert(2, b"[1, 2, 3]\n")
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(3, "not_an_object")]
+
+
+def test_deleted_line_is_a_gap_and_a_broken_link_at_the_next_line() -> None:
+    """Removing a record shows as sequence_gap and chain_broken where the hole is."""
+    b = _log(1)
+    del b.lines[6]
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(7, "sequence_gap"), (7, "chain_broken")]
+
+
+def test_deleted_first_line_is_detected_on_line_one() -> None:
+    """A log whose first record is not sequence 1 / genesis has lost its start."""
+    b = _log(1)
+    del b.lines[0]
+    report = validate_bytes(b.data())
+    assert _codes(report)[:2] == [(1, "sequence_gap"), (1, "chain_broken")]
+
+
+def test_swapped_lines_are_reported_on_both_lines() -> None:
+    """Two records in the wrong order: a gap at the first, out-of-order at the second."""
+    b = _log(1)
+    b.lines[4], b.lines[5] = b.lines[5], b.lines[4]
+    report = validate_bytes(b.data())
+    codes = _codes(report)
+    assert _first(report) == (5, "sequence_gap")
+    assert (6, "sequence_not_monotonic") in codes
+    assert (5, "chain_broken") in codes
+
+
+def test_duplicated_line_is_a_sequence_duplicate() -> None:
+    """A record written twice repeats its sequence number on the second copy."""
+    b = _log(1)
+    b.lines.insert(4, b.lines[3])
+    report = validate_bytes(b.data())
+    codes = _codes(report)
+    assert _first(report) == (5, "sequence_duplicate")
+    assert (5, "chain_broken") in codes
+    assert all(line == 5 for line, _ in codes)
+
+
+def test_an_old_sequence_number_reused_later_is_a_duplicate() -> None:
+    """A record re-using a number far behind the current one is a duplicate, not a reorder."""
+    b = _log(1)
+    b.lines.append(b.lines[2])
+    report = validate_bytes(b.data())
+    assert _first(report) == (len(b.lines), "sequence_duplicate")
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [
+        (lambda r: r.pop("config_hash"), "missing_field"),
+        (lambda r: r.pop("ts"), "missing_field"),
+        (lambda r: r.update(ts="2026-12-04 20:00:00"), "bad_timestamp"),
+        (lambda r: r.update(ts="2026-12-04T20:00:00Z"), "bad_timestamp"),
+        (lambda r: r.update(ts="2026-02-30T20:00:00.000000Z"), "bad_timestamp"),
+        (lambda r: r.update(sequence_number="4"), "bad_field_type"),
+        (lambda r: r.update(run_id=7), "bad_field_type"),
+        (lambda r: r.update(event=3), "bad_field_type"),
+    ],
+)
+def test_header_damage_is_reported_with_its_code(edit, code: str) -> None:
+    """A record with a missing or wrongly typed header key is reported on its own line."""
+    b = _log(1)
+    record = dict(b.records[3])
+    edit(record)
+    b.lines[3] = _rehash(record)
+    report = validate_bytes(b.data())
+    assert (4, code) in _codes(report)
+    assert report.errors[0].line == 4
+
+
+@pytest.mark.parametrize(
+    ("event", "drop", "code"),
+    [
+        ("order_intent", "client_order_id", "missing_field"),
+        ("order_intent", "op_id", "missing_field"),
+        ("order_submitted", "perm_id", "missing_field"),
+        ("order_submitted", "latency_ms", "missing_field"),
+        ("order_submitted", "symbol", "missing_field"),
+    ],
+)
+def test_bracket_records_need_their_keys(event: str, drop: str, code: str) -> None:
+    """Order records lacking op_id, client_order_id, symbol, perm_id or latency_ms are errors."""
+    b = _log(1)
+    n = _line_of(b, event)
+    record = dict(b.records[n - 1])
+    record.pop(drop)
+    b.lines[n - 1] = _rehash(record)
+    report = validate_bytes(b.data())
+    assert (n, code) in _codes(report)
+
+
+def test_bad_error_class_is_rejected() -> None:
+    """error_class must be 'rejected' or 'ambiguous'."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[])
+    b.add("risk_check_passed", "r1", checks=[])
+    key = {"client_order_id": "c1", "symbol": "SPY"}
+    op = b.intent("order_intent", "r1", **key)
+    b.result("order_failed", "r1", op, error_class="maybe", error_type="X", error_message="m",
+             **key)
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(len(b.lines), "bad_field_type")]
+
+
+# -- torn tails -------------------------------------------------------------------------------
+
+
+def _good() -> tuple[LogBuilder, bytes]:
+    b = _log(1)
+    return b, b.data()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b'{"event":"order_int',  # cut mid-record
+        b"\x00\x00\x00\x00",  # preallocated zeros after a crash
+        b"garbage\n",  # junk line
+        b"garbage\n\x00\x00",  # junk then zeros
+        b"not json\n{also not\n",  # several junk lines
+        b"   ",  # whitespace without a newline
+    ],
+)
+def test_torn_tail_is_one_error_at_the_first_bad_byte(tail: bytes) -> None:
+    """Unreadable bytes after the last record are a single torn_tail with its offset and line."""
+    b, good = _good()
+    report = validate_bytes(good + tail)
+    assert not report.valid
+    assert _codes(report) == [(len(b.lines) + 1, "torn_tail")]
+    assert report.errors[0].offset == len(good)
+    assert report.torn_tail_offset == len(good)
+    assert str(len(good)) in report.errors[0].message
+    assert report.records == len(b.lines)
+
+
+def test_complete_record_without_newline_is_a_torn_tail() -> None:
+    """A last record that parses but lacks its newline was not fully written."""
+    b, good = _good()
+    last = b.lines[-1]
+    report = validate_bytes(good[: -len(last)] + last[:-1])
+    assert _codes(report) == [(len(b.lines), "torn_tail")]
+    assert report.torn_tail_offset == len(good) - len(last)
+    assert report.records == len(b.lines) - 1
+
+
+def test_torn_tail_and_mid_file_damage_are_told_apart() -> None:
+    """Damage in the middle stays malformed_json while the cut end is torn_tail."""
+    b, _ = _good()
+    b.lines[2] = b"{oops\n"
+    report = validate_bytes(b.data() + b'{"ev')
+    assert _codes(report) == [(3, "malformed_json"), (len(b.lines) + 1, "torn_tail")]
+
+
+def test_trailing_blank_line_is_only_a_warning() -> None:
+    """A newline-terminated blank line at the end is skipped with a warning, not torn."""
+    b, good = _good()
+    report = validate_bytes(good + b"\n")
+    assert report.valid
+    assert [(w.line, w.code) for w in report.warnings] == [(len(b.lines) + 1, "blank_line")]
+
+
+# -- ordering and brackets --------------------------------------------------------------------
+
+
+def test_diff_before_positions_is_an_order_violation() -> None:
+    """diff_computed straight after run_started breaks the run order."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    b.add("diff_computed", "r1", orders=[])
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(2, "order_violation")]
+    assert "before positions" in report.errors[0].message
+
+
+def test_order_intent_before_risk_check_is_an_order_violation() -> None:
+    """An order intent right after the diff (no risk_check_passed) is rejected."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[])
+    b.intent("order_intent", "r1", client_order_id="c", symbol="SPY")
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(len(b.lines), "order_violation")]
+    assert "before risk_check_passed" in report.errors[0].message
+
+
+def test_quotes_before_positions_is_an_order_violation() -> None:
+    """Quotes come after positions in a fresh run."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    b.bracket("quotes_intent", "r1")
+    assert _first(validate_bytes(b.data())) == (2, "order_violation")
+
+
+def test_diff_while_a_read_is_open_is_an_order_violation() -> None:
+    """The diff cannot be computed while the positions fetch has no result."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    b.intent("positions_intent", "r1")
+    b.add("diff_computed", "r1", orders=[])
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(3, "order_violation")]
+    assert "line 2" in report.errors[0].message
+
+
+def test_result_without_intent_is_an_unknown_op() -> None:
+    """A result whose op_id was never announced by an intent is unknown_op."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.result("positions_result", "r1", "r1:999")
+    assert _codes(validate_bytes(b.data())) == [(len(b.lines), "unknown_op")]
+
+
+def test_duplicate_op_id_is_an_order_violation() -> None:
+    """Two intents may not share an op_id."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    b.add("positions_intent", "r1", op_id="r1:1")
+    b.result("positions_result", "r1", "r1:1")
+    b.add("positions_intent", "r1", op_id="r1:1")
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(4, "order_violation")]
+    assert "duplicate op_id" in report.errors[0].message
+
+
+def test_second_result_for_one_intent_is_an_order_violation() -> None:
+    """An intent is answered once."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    op = b.bracket("positions_intent", "r1")
+    b.result("positions_result", "r1", op)
+    assert _codes(validate_bytes(b.data())) == [(4, "order_violation")]
+
+
+def test_result_of_the_wrong_operation_is_an_order_violation() -> None:
+    """A quotes result cannot answer a positions intent."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    op = b.intent("positions_intent", "r1")
+    b.result("quotes_result", "r1", op)
+    assert _codes(validate_bytes(b.data())) == [(3, "order_violation")]
+
+
+def test_events_after_run_completed_are_order_violations() -> None:
+    """Nothing but cron_completed and free events may follow run_completed."""
+    b = _log(1)
+    b.add("diff_computed", "run-0", orders=[])
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(len(b.lines), "order_violation")]
+    assert "after the run ended" in report.errors[0].message
+
+
+def test_order_after_risk_failure_is_an_order_violation() -> None:
+    """risk_check_failed ends the run; an order intent after it is rejected."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[])
+    b.add("risk_check_failed", "r1", checks=[])
+    b.intent("order_intent", "r1", client_order_id="c", symbol="SPY")
+    assert _first(validate_bytes(b.data())) == (len(b.lines), "order_violation")
+
+
+def test_run_events_outside_a_run_are_order_violations() -> None:
+    """diff_computed under a run_id that never started is out of place."""
+    b = LogBuilder()
+    b.add("diff_computed", "ghost", orders=[])
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(1, "order_violation")]
+    assert "no run_started" in report.errors[0].message
+
+
+def test_second_run_started_for_a_run_id_is_an_order_violation() -> None:
+    """A run id is started once."""
+    b = _log(1)
+    b.add("run_started", "run-0")
+    assert _codes(validate_bytes(b.data())) == [(len(b.lines), "order_violation")]
+
+
+def test_unknown_events_are_warned_not_rejected() -> None:
+    """An event name the validator does not know is a warning (forward compatibility)."""
+    b = _log(1)
+    b.add("broker_reconnected", "run-0")
+    b.add("broker_reconnected", "run-0")
+    report = validate_bytes(b.data())
+    assert report.valid
+    [warning] = report.warnings
+    assert warning.code == "unknown_event"
+    assert "2 record(s)" in warning.message
+
+
+# -- ancestor and mixed logs ------------------------------------------------------------------
+
+
+def test_our_records_after_ancestor_records_make_a_mixed_valid_log() -> None:
+    """A hash-chained tail after nanobook records validates; the format is 'mixed'."""
+    from fixtures.audit_logs import FIXTURES
+
+    old = (FIXTURES / "nanobook_old_format.jsonl").read_bytes()
+    b = _log(1)
+    report = validate_bytes(old + b.data())
+    assert report.valid, report.errors
+    assert report.format == "mixed"
+    assert report.runs == 2
+    assert "no_hash_chain" in [w.code for w in report.warnings]
+
+
+def test_ancestor_record_after_chained_records_breaks_the_chain() -> None:
+    """A header-less record slipped in after our records is a chain_broken error."""
+    b = _log(1)
+    b.lines.append(json.dumps({"event": "run_started", "ts": "2026-12-04T21:00:00Z"}).encode()
+                   + b"\n")
+    assert _codes(validate_bytes(b.data())) == [(len(b.lines), "chain_broken")]
+
+
+def test_json_report_shape() -> None:
+    """as_dict carries valid/errors/warnings and the extra keys, JSON-serialisable."""
+    b = _log(1)
+    b.lines[2] = b"{bad\n"
+    doc = json.loads(json.dumps(validate_bytes(b.data()).as_dict()))
+    assert doc["valid"] is False
+    assert doc["errors"][0] == {"line": 3, "code": "malformed_json",
+                                "message": doc["errors"][0]["message"],
+                                "offset": sum(len(x) for x in b.lines[:2])}
+    assert set(doc) >= {"valid", "errors", "warnings", "incomplete_intents", "format", "runs",
+                        "records"}
+
+
+def test_genesis_hash_is_required_on_the_first_record() -> None:
+    """A first record whose prev_hash is not 64 zeros is chain_broken on line 1."""
+    b = LogBuilder()
+    b.prev = "ab" * 32
+    b.add("run_started", "r1")
+    assert b.records[0]["prev_hash"] != GENESIS_HASH
+    assert _codes(validate_bytes(b.data())) == [(1, "chain_broken")]
