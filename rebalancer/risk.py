@@ -194,7 +194,12 @@ def _max_position(
     weights = sorted(
         ((abs(v) / equity, s) for s, v in values.items()), key=lambda ws: (-ws[0], ws[1])
     )
-    over = [f"{s} {fmt_pct(w)} > {fmt_pct(limit)} limit" for w, s in weights if w > limit]
+    cap = limit * equity
+    over = [
+        f"{s} {fmt_pct(w)} > {fmt_pct(limit)} limit"
+        for w, s in weights
+        if abs(values[s]) > cap
+    ]
     if over:
         return _check("Max position", False, _listed(over))
     w, s = weights[0]
@@ -202,11 +207,13 @@ def _max_position(
 
 
 def _leverage(values: Mapping[str, Decimal], equity: Decimal, limit: Decimal) -> RiskCheck:
-    gross = _ratio(sum((abs(v) for v in values.values()), _ZERO), equity)
+    gross_value = sum((abs(v) for v in values.values()), _ZERO)
+    gross = _ratio(gross_value, equity)
     if gross is None:
         return _check("Leverage", False, _NOT_POSITIVE)
-    rel = "<=" if gross <= limit else ">"
-    return _check("Leverage", gross <= limit, f"{fmt_ratio(gross)} {rel} {fmt_ratio(limit)} limit")
+    ok = gross_value <= limit * equity
+    rel = "<=" if ok else ">"
+    return _check("Leverage", ok, f"{fmt_ratio(gross)} {rel} {fmt_ratio(limit)} limit")
 
 
 def _shorts(
@@ -232,9 +239,10 @@ def _shorts(
     if ratio is None:
         exposure = _check("Short exposure", False, _NOT_POSITIVE)
     else:
-        rel = "<=" if ratio <= limit else ">"
+        ok = short_value <= limit * equity
+        rel = "<=" if ok else ">"
         exposure = _check(
-            "Short exposure", ratio <= limit, f"{fmt_pct(ratio)} {rel} {fmt_pct(limit)} limit"
+            "Short exposure", ok, f"{fmt_pct(ratio)} {rel} {fmt_pct(limit)} limit"
         )
     return selling, exposure
 

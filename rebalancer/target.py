@@ -41,7 +41,7 @@ import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,8 @@ _RFC3339_RE = re.compile(
 # Strings (with escapes) and brackets; used to measure nesting before the parser recurses.
 _DEPTH_TOKEN_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _DOUBLE_MAX = Decimal("1.7976931348623157e308")
+_MIN_EXPONENT = -307  # smallest normal double is about 2.2e-308
+_SUM_PRECISION = 1000  # enough digits for any exact sum of in-range 20-digit numbers
 _ONE = Decimal(1)
 
 _TOP_KEYS = ("constraints", "metadata", "targets", "timestamp")
@@ -229,6 +231,8 @@ def _number(token: str) -> Decimal:
     shown = token if len(token) <= 40 else token[:37] + "..."
     if abs(value) > _DOUBLE_MAX:
         raise _Reject(f"number {shown} is out of range (it overflows to infinity)")
+    if value != 0 and value.adjusted() < _MIN_EXPONENT:
+        raise _Reject(f"number {shown} is out of range (it underflows to zero)")
     if value != 0 and len(value.normalize().as_tuple().digits) > MAX_SIGNIFICANT_DIGITS:
         raise _Reject(f"number {shown} has more than {MAX_SIGNIFICANT_DIGITS} significant digits")
     return value
@@ -390,8 +394,11 @@ def _check_constraints(c: TargetConstraints, risk: RiskConfig | None) -> None:
 def _check_weights(
     targets: tuple[TargetWeight, ...], c: TargetConstraints, risk: RiskConfig | None
 ) -> None:
-    long_sum = sum((t.weight for t in targets if t.weight > 0), Decimal(0))
-    short_sum = sum((-t.weight for t in targets if t.weight < 0), Decimal(0))
+    with localcontext() as ctx:
+        ctx.prec = _SUM_PRECISION
+        long_sum = sum((t.weight for t in targets if t.weight > 0), Decimal(0))
+        short_sum = sum((-t.weight for t in targets if t.weight < 0), Decimal(0))
+        gross = long_sum + short_sum
     if long_sum > _ONE:
         raise _Reject(f"targets: the positive weights sum to {long_sum}, above 1")
     if risk is not None:
@@ -419,7 +426,6 @@ def _check_weights(
     max_lev, max_lev_name = _limit(
         c.max_leverage, None if risk is None else risk.max_leverage, "max_leverage"
     )
-    gross = long_sum + short_sum
     if max_lev is not None and gross > max_lev:
         raise _Reject(f"targets: the gross weight {gross} is above {max_lev_name} {max_lev}")
 

@@ -89,6 +89,11 @@ def test_weights_summing_to_exactly_one_are_accepted() -> None:
          "-Infinity is not allowed (numbers must be finite)"),
         (_doc('"targets": [{"symbol": "AAPL", "weight": 1e400}]'),
          "number 1e400 is out of range (it overflows to infinity)"),
+        (_doc('"targets": [{"symbol": "AAPL", "weight": 1e-400}]'),
+         "number 1e-400 is out of range (it underflows to zero)"),
+        (_doc('"targets": [{"symbol": "A", "weight": 0.5}, {"symbol": "B", "weight": 0.5}, '
+              '{"symbol": "C", "weight": 1e-30}]'),
+         "targets: the positive weights sum to 1.000000000000000000000000000001, above 1"),
         (_doc('"targets": [{"symbol": "AAPL", "weight": 0.123456789012345678901}]'),
          "number 0.123456789012345678901 has more than 20 significant digits"),
         (_doc('"targets": [], "targets": []'), 'duplicate key "targets"'),
