@@ -20,7 +20,12 @@ from rebalancer.exit_codes import ExitCode
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("rebalancer.cli.preflight", "rebalancer.cli.broker_views")
+COMMAND_MODULES: tuple[str, ...] = (
+    "rebalancer.cli.preflight",
+    "rebalancer.cli.run_cmd",
+    "rebalancer.cli.broker_views",
+    "rebalancer.cli.latch_cmd",
+)
 
 
 class _Parser(argparse.ArgumentParser):
