@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_two_processes_append_concurrently_without_interleaving(tmp_path: Path) 
     assert len(rows) == 2 * PER_WRITER
     assert [r["sequence_number"] for r in rows] == list(range(1, 2 * PER_WRITER + 1))
     assert all(verify_record_hash(r) for r in rows)
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in pairwise(rows))
     for name in ("runner", "killswitch"):
         mine = [r["i"] for r in rows if r["writer"] == name]
         assert mine == list(range(PER_WRITER))
@@ -72,5 +73,5 @@ def test_two_processes_append_concurrently_without_interleaving(tmp_path: Path) 
     assert scan.records == 2 * PER_WRITER
     assert scan.torn_offset is None
     # Both writers really interleaved (the test is about concurrency, not two serial runs).
-    switches = sum(1 for a, b in zip(rows, rows[1:], strict=False) if a["writer"] != b["writer"])
+    switches = sum(1 for a, b in pairwise(rows) if a["writer"] != b["writer"])
     assert switches > 10
