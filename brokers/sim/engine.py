@@ -90,8 +90,8 @@ def place(
         updated_us=now_us,
         scan_us=now_us,
     )
-    state.orders.append(order)
     refusal = _validate(state, request, settings.faults, now_us)
+    state.orders.append(order)
     if refusal is not None:
         order.status = OrderStatus.REJECTED
         order.reject_code, order.message = refusal
