@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -204,8 +204,11 @@ _LOG_LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 
 def parse_config(data: dict[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
     """Build a ``Config`` from a parsed TOML document; raise ``ConfigError`` naming the key."""
-    if "source" in data:
-        raise ConfigError(source, "unknown key", key="source")
+    known = [f.name for f in fields(Config) if f.name != "source"]
+    for name in data:
+        if name not in known:
+            listed = ", ".join(sorted(known))
+            raise ConfigError(source, f"unknown key (known keys: {listed})", key=name)
     if "account" not in data:
         raise ConfigError(source, "is required (the account this runtime trades)", key="account.id")
     try:

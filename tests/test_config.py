@@ -121,3 +121,11 @@ def test_shipped_configs_are_valid() -> None:
     assert configs
     for path in configs:
         assert load_config(path).account.id
+
+
+def test_misspelt_section_is_an_unknown_key(tmp_path: Path) -> None:
+    """A typo in a section name is reported as that unknown key, not as a missing account."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"acount": {"id": "DU1"}}, base_dir=tmp_path)
+    assert str(info.value).startswith("acount: unknown key (known keys: account, audit, broker,")
+    assert "source" not in str(info.value)

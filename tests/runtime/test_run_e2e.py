@@ -187,7 +187,7 @@ def test_second_cron_run_of_a_completed_window_is_refused(env: Env, run_json: An
     code, first = run_json(env, "--cron")
     assert code == ExitCode.OK, first
     assert env.events()[-1] == "cron_completed"
-    code, second = run_json(env, "--cron")
+    code, _second = run_json(env, "--cron")
     assert code == ExitCode.WINDOW_COMPLETED
     records = env.records()
     assert records[-1]["event"] == "idempotency_rejection"
