@@ -11,7 +11,8 @@ however it dies. The file holds who the runner is, as JSON::
 ``boot_id`` is ``/proc/sys/kernel/random/boot_id``: together with the pid they name one
 process, so a pid reused after a crash or a reboot is never mistaken for the runner.
 
-The kill switch and ``status`` use ``read_holder`` and ``holder_is_alive``. A holder counts as
+The kill switch and ``status`` use ``read_holder``, ``holder_is_alive``, ``signal_holder`` and
+``wait_until_released``. A holder counts as
 alive only if the identity matches *and* the lock is still held (probed with a non-blocking
 shared ``flock`` on a separate descriptor). That probe holds the lock for an instant when no
 runner does; a runner starting in that instant gets ``AlreadyRunning`` and may simply retry.
@@ -24,10 +25,14 @@ import errno
 import fcntl
 import json
 import os
+import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
 
 from rebalancer.errors import RebalancerError
 from rebalancer.exit_codes import ExitCode
@@ -213,6 +218,49 @@ def holder_is_alive(holder: LockHolder) -> bool:
     if process_start_time(holder.pid) != holder.process_start_time:
         return False
     return lock_is_held(holder.lock_path)
+
+
+def signal_holder(holder: LockHolder, signum: int) -> bool:
+    """Send ``signum`` to the runner ``holder`` names, only if it is still that very process.
+
+    The process is pinned with a pidfd before its identity is checked, so a pid reused between
+    the check and the signal cannot receive it. Returns False (and sends nothing) when the
+    holder is not alive (see ``holder_is_alive``).
+
+    Raises:
+        PermissionError: the runner belongs to another user.
+    """
+    try:
+        pidfd = os.pidfd_open(holder.pid)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:  # pragma: no cover - kernels without pidfd (before Linux 5.3)
+        if exc.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        if not holder_is_alive(holder):
+            return False
+        os.kill(holder.pid, signum)
+        return True
+    try:
+        if not holder_is_alive(holder):
+            return False
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+    finally:
+        os.close(pidfd)
+
+
+async def wait_until_released(holder: LockHolder, *, poll_secs: float = 0.1) -> None:
+    """Return once ``holder`` is no longer alive (process gone or lock released).
+
+    Wrap it in ``anyio.fail_after`` / ``move_on_after``: it waits for as long as it takes.
+    """
+    # Another process: nothing signals us when it lets go, so poll.
+    while await anyio.to_thread.run_sync(holder_is_alive, holder):  # noqa: ASYNC110
+        await anyio.sleep(poll_secs)
 
 
 class RunLock:

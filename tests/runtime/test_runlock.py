@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 
 from rebalancer.exit_codes import ExitCode
@@ -26,6 +27,8 @@ from rebalancer.runtime.runlock import (
     lock_path,
     process_start_time,
     read_holder,
+    signal_holder,
+    wait_until_released,
 )
 
 FIXED = datetime(2026, 12, 4, 20, 15, 3, 123456, tzinfo=UTC)
@@ -213,3 +216,28 @@ def test_process_start_time_of_this_process_is_stable() -> None:
     assert isinstance(first, int)
     assert first == process_start_time(os.getpid())
     assert process_start_time(2**22 + 12345) is None
+
+
+async def test_signal_holder_stops_the_runner_and_wait_returns(
+    path: Path, other_runner: subprocess.Popen[str]
+) -> None:
+    """SIGTERM reaches the verified runner; wait_until_released returns once it is gone."""
+    holder = read_holder(path)
+    assert holder is not None
+    assert signal_holder(holder, signal.SIGTERM)
+    with anyio.fail_after(10):
+        await wait_until_released(holder, poll_secs=0.01)
+    assert other_runner.wait(timeout=10) == -signal.SIGTERM
+    assert not signal_holder(holder, signal.SIGTERM)
+
+
+def test_signal_holder_refuses_a_reused_pid(
+    path: Path, other_runner: subprocess.Popen[str]
+) -> None:
+    """A holder whose start time does not match the live pid gets no signal."""
+    holder = read_holder(path)
+    assert holder is not None
+    impostor = replace(holder, process_start_time=holder.process_start_time + 1)
+    assert not signal_holder(impostor, signal.SIGTERM)
+    assert other_runner.poll() is None
+    assert holder_is_alive(holder)
