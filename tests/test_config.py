@@ -86,7 +86,7 @@ def test_config_hash_is_stable_and_sensitive(tmp_path: Path) -> None:
          "execution.max_orders_per_run: must be between 1 and 10000, got 0"),
         (b'[account]\nid = "DU1"\n[nonsense]\n',
          "nonsense: unknown key (known keys: account, audit, broker, connection, cost, "
-         "execution, kill, logging, quotes, risk, schedule, source)"),
+         "execution, kill, logging, quotes, risk, schedule)"),
     ],
 )
 def test_bad_config_file_names_file_key_and_reason(
