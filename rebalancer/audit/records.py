@@ -105,13 +105,14 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
     Values are passed through ``to_json_value`` first, so a record read back from disk and the
     record as built encode to the same bytes.
     """
+    return _dumps(to_json_value(record))
+
+
+def _dumps(value: Any) -> bytes:
+    """The pinned ``json.dumps`` call over values that are already plain JSON."""
     try:
         text = json.dumps(
-            to_json_value(record),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=True,
-            allow_nan=False,
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
         )
     except ValueError as exc:  # pragma: no cover - to_json_value already rejects non-finite
         raise AuditPayloadError(str(exc)) from None
@@ -178,9 +179,10 @@ def encode_record(
         config_hash=config_hash,
         prev_hash=prev_hash,
     )
-    digest = hashlib.sha256(canonical_bytes(body)).hexdigest()
+    # ``body`` holds plain JSON values only, so the conversion pass is not repeated.
+    digest = hashlib.sha256(_dumps(body)).hexdigest()
     body["hash"] = digest
-    line = canonical_bytes(body) + b"\n"
+    line = _dumps(body) + b"\n"
     return EncodedRecord(record=MappingProxyType(body), line=line, hash=digest)
 
 
