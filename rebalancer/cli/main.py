@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rebalancer.cli.run_cmd",
     "rebalancer.cli.broker_views",
     "rebalancer.cli.latch_cmd",
+    "rebalancer.cli.audit_cmd",
 )
 
 
