@@ -10,8 +10,9 @@ import anyio
 
 from rebalancer.broker_factory import make_broker
 from rebalancer.cli._common import add_config_arg, add_json_arg, config_from_args, emit_json
+from rebalancer.config import LogFormat
 from rebalancer.errors import RebalancerError
-from rebalancer.logsetup import configure_logging
+from rebalancer.logsetup import configure_logging, log_file_path
 from rebalancer.runtime.orders import StopRequest
 from rebalancer.runtime.report import ConsoleUI, JsonUI
 from rebalancer.runtime.run import RunOutcome, RunRequest, run_rebalance
@@ -33,13 +34,16 @@ def register(sub: Any) -> None:
     p.add_argument("--cron", action="store_true",
                    help="unattended: implies --yes, refuses a completed window or a set latch")
     add_json_arg(p)
+    p.add_argument("--log-format", choices=[f.value for f in LogFormat], default=None,
+                   help="stderr log rendering (default: the config's [logging] format)")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
     cfg = config_from_args(args)
-    configure_logging(fmt=cfg.logging.format, level=cfg.logging.level,
-                      log_file=cfg.audit.dir / "rebalancer.log")
+    fmt = LogFormat(args.log_format) if args.log_format else cfg.logging.format
+    configure_logging(fmt=fmt, level=cfg.logging.level,
+                      log_file=log_file_path(cfg.audit.dir))
     req = RunRequest(target_path=args.target, dry_run=args.dry_run, yes=args.yes or args.cron,
                      cron=args.cron)
     ui = JsonUI() if args.json else ConsoleUI()

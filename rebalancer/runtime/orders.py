@@ -389,6 +389,8 @@ class OrderExecutor:
                            "no acknowledgement; looking it up")
             return
         ticket.order_id = ack.order_id
+        log.info("order_acknowledged", client_order_id=order.client_order_id,
+                 symbol=order.symbol, order_id=ack.order_id)
         if ticket.state is OrderState.INTENT_WRITTEN:
             ticket.move(OrderEvent.ACKED)
         self._progress(
@@ -455,6 +457,9 @@ class OrderExecutor:
             timeout_secs=self._settings.cancel_timeout,
         )
         final = outcome.final
+        log.info("order_cancel", client_order_id=ticket.order.client_order_id, reason=reason,
+                 verified=outcome.verified, filled=outcome.filled,
+                 request_error=outcome.request_error)
         if final is not None and final.status.is_terminal and not ticket.done:
             await self._finish(ticket, final.status, final.filled, final.avg_fill_price,
                                source="cancel")

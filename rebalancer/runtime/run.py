@@ -255,6 +255,8 @@ async def _audited_run(run: _Run, audit: AuditLog, broker_factory: BrokerFactory
     })
     if req.cron:
         await audit.append("cron_start", {"window_id": run.window})
+    log.info("run_started", mode=mode, account=cfg.account.id, window_id=run.window,
+             target=str(req.target_path), audit_log=str(cfg.audit.path))
     bucket = TokenBucket.for_rate(float(cfg.execution.messages_per_second))
     # The runtime holds only the audited gateway: no broker call can skip its intent record.
     gateway = AuditedBroker(broker_factory(cfg), audit, pacer=bucket.acquire)
@@ -330,6 +332,8 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
         shown = ", ".join(f"{s} ({r})" for s, r in unusable)
         return run.outcome(ExitCode.QUOTES_UNUSABLE, "quotes_unusable",
                            f"quotes unusable, no order sent: {shown}", unusable_quotes=unusable)
+    log.info("snapshot", net_liquidation=str(summary.net_liquidation), positions=len(positions),
+             quotes=len(quotes), unusable_quotes=len(unusable))
     limits = effective_risk(cfg.risk, target.constraints)
     plan = compute_diff(
         run_id=run.run_id, equity=summary.net_liquidation, positions=positions, target=target,
@@ -359,6 +363,8 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
               for c in report.checks]
     ui.plan(target=target, plan=plan, risk=report, equity=summary.net_liquidation,
             costs=estimate_costs(plan, cfg.cost))
+    log.info("risk_checked", passed=report.passed, orders=len(plan.orders),
+             failed=[c.name for c in report.checks if c.status.value == "FAIL"])
     if not report.passed:
         await audit.append("risk_check_failed", {"checks": checks})
         failed = "; ".join(f"{c.name}: {c.detail}" for c in report.checks
@@ -403,7 +409,11 @@ async def _execute(run: _Run, audit: AuditLog, gateway: AuditedBroker, plan: Pla
     )
     buys = sum((o.notional for o in plan.orders if o.side.value == "BUY"), Decimal(0))
     sells_first = run.cfg.account.type is AccountType.CASH or buys > summary.cash
-    return await executor.execute(plan.orders, sells_first=sells_first)
+    log.info("orders_starting", orders=len(plan.orders), sells_first=sells_first,
+             max_in_flight=ex.max_in_flight)
+    result = await executor.execute(plan.orders, sells_first=sells_first)
+    log.info("orders_finished", **_counts(result))
+    return result
 
 
 async def _graceful_end(run: _Run, audit: AuditLog, execution: ExecutionResult | None,
@@ -466,6 +476,7 @@ async def _complete(run: _Run, audit: AuditLog, gateway: AuditedBroker, plan: Pl
         status, code = "completed", ExitCode.OK
         message = f"all {len(execution.orders)} orders filled"
     await audit.append("run_completed", {"status": status, **counts})
+    log.info("run_completed", status=status, **counts)
     if run.req.cron and code is ExitCode.OK:
         await audit.append("cron_completed", {"window_id": run.window, "status": status, **counts})
     if unresolved:
