@@ -151,6 +151,7 @@ class _Ticket:
     exec_ids: set[str] = field(default_factory=set)
     note: str = ""
     cancelled_by_stop: bool = False
+    terminal_recorded: bool = False
     changed: anyio.Event = field(default_factory=anyio.Event)
 
     def poke(self) -> None:
@@ -192,6 +193,19 @@ _STATUS_EVENT = {
     OrderStatus.CANCELLED: OrderEvent.CANCELLED,
     OrderStatus.REJECTED: OrderEvent.REJECTED,
 }
+
+
+def _lookup_event(snapshot: OrderSnapshot) -> OrderEvent:
+    """The FSM event for what a lookup found."""
+    if snapshot.status is OrderStatus.FILLED:
+        return OrderEvent.LOOKUP_FOUND_FILLED
+    if snapshot.status is OrderStatus.CANCELLED:
+        return OrderEvent.LOOKUP_FOUND_CANCELLED
+    if snapshot.status is OrderStatus.REJECTED:
+        return OrderEvent.LOOKUP_FOUND_REJECTED
+    if snapshot.filled > 0:
+        return OrderEvent.LOOKUP_FOUND_PARTIALLY_FILLED
+    return OrderEvent.LOOKUP_FOUND_WORKING
 
 
 class OrderExecutor:
@@ -292,7 +306,7 @@ class OrderExecutor:
                 f"{ticket.order.symbol:<6} @ {execution.price}  "
                 f"({ticket.filled}/{ticket.order.quantity})"
             )
-        if update.status.is_terminal and not ticket.done:
+        if update.status.is_terminal:
             await self._finish(ticket, update.status, update.filled, update.avg_fill_price,
                                source="update", message=update.message)
         ticket.poke()
@@ -307,14 +321,18 @@ class OrderExecutor:
         source: str,
         message: str = "",
     ) -> None:
-        """Record a terminal broker status once."""
+        """Record a terminal broker status once (updates, lookups and cancels may all see it)."""
+        if ticket.terminal_recorded:
+            return
+        ticket.terminal_recorded = True
         if broker_filled > ticket.filled:
             # The broker's cumulative figure is ahead of the executions we saw.
             missing = broker_filled - ticket.filled
             price = avg_fill_price if avg_fill_price is not None else ticket.order.limit_price
             ticket.fill_value += price * missing
             ticket.filled = broker_filled
-        ticket.move(_STATUS_EVENT[status])
+        if not ticket.done:
+            ticket.move(_STATUS_EVENT[status])
         if message:
             ticket.note = message
         await self._audit.append(
@@ -437,8 +455,8 @@ class OrderExecutor:
             return
         ticket.order_id = snapshot.order_id
         ticket.note = "found at the broker after an unknown outcome"
-        ticket.move(OrderEvent.LOOKUP_FOUND)
-        if snapshot.status.is_terminal and not ticket.done:
+        ticket.move(_lookup_event(snapshot))
+        if snapshot.status.is_terminal:
             await self._finish(ticket, snapshot.status, snapshot.filled, snapshot.avg_fill_price,
                                source="lookup")
 
@@ -460,7 +478,7 @@ class OrderExecutor:
         log.info("order_cancel", client_order_id=ticket.order.client_order_id, reason=reason,
                  verified=outcome.verified, filled=outcome.filled,
                  request_error=outcome.request_error)
-        if final is not None and final.status.is_terminal and not ticket.done:
+        if final is not None and final.status.is_terminal:
             await self._finish(ticket, final.status, final.filled, final.avg_fill_price,
                                source="cancel")
         if ticket.done:
