@@ -292,7 +292,8 @@ def scan_log(
     ``last_sequence_number``/``last_hash`` describe the record just before ``base_offset``.
     A torn tail (the first bad byte runs to end of file and no later line is a JSON object:
     a cut line without newline, an unparseable last line, NUL or junk fill) is returned in
-    ``torn_offset``. A record without ``hash`` stops the walk (``ancestor_line``). Any other
+    ``torn_offset``. A first record with neither ``hash`` nor ``prev_hash`` stops the walk
+    (``ancestor_line``); any other record without ``hash`` is corruption. Any other
     damage (a bad line followed by a record, a hash mismatch, a sequence gap or duplicate, a
     broken chain) raises ``AuditCorruptError`` naming the line and offset.
     """
@@ -327,8 +328,14 @@ def scan_log(
                 )
             return result(torn_offset=base_offset + offset, torn_reason=reason)
         if "hash" not in record:
-            line_no += 1
-            return result(ancestor_line=line_no)
+            if last_seq == 0 and prev == GENESIS_HASH and "prev_hash" not in record:
+                # The file starts in the ancestor format (no chain): readable, not appendable.
+                line_no += 1
+                return result(ancestor_line=line_no)
+            raise AuditCorruptError(
+                path, "record without hash inside a hash-chained log",
+                offset=base_offset + offset, line=line_no + 1,
+            )
         problem = _chain_problem(record, last_seq, prev)
         if problem is not None:
             raise AuditCorruptError(
