@@ -282,6 +282,12 @@ class OrderExecutor:
             return
         if ticket.order_id is None:
             ticket.order_id = update.order_id
+        # Any update proves the order reached the broker, even before place_order returned
+        # (acknowledgement latency) or after it failed with an unknown outcome.
+        if ticket.state is OrderState.INTENT_WRITTEN:
+            ticket.move(OrderEvent.ACKED)
+        elif ticket.state is OrderState.UNKNOWN:
+            ticket.move(OrderEvent.LOOKUP_FOUND_WORKING)
         execution = update.execution
         if execution is not None and execution.exec_id not in ticket.exec_ids:
             ticket.exec_ids.add(execution.exec_id)
@@ -402,6 +408,8 @@ class OrderExecutor:
             return
         except (OutcomeUnknown, TimeoutError) as exc:
             ticket.note = f"outcome unknown: {exc or 'no acknowledgement in time'}"
+            if ticket.state is not OrderState.INTENT_WRITTEN:
+                return  # updates already showed the order at the broker
             ticket.move(OrderEvent.OUTCOME_UNKNOWN)
             self._progress(f"UNKNOWN {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
                            "no acknowledgement; looking it up")
@@ -421,7 +429,7 @@ class OrderExecutor:
         snapshot: OrderSnapshot | None = None
         looked_up = False
         with anyio.move_on_after(self._settings.settle_timeout):
-            while True:
+            while ticket.state is OrderState.UNKNOWN:
                 try:
                     with anyio.fail_after(self._settings.ack_timeout):
                         snapshot = await find_order(
@@ -434,6 +442,8 @@ class OrderExecutor:
                 if snapshot is not None:
                     break
                 await anyio.sleep(0.25)
+        if ticket.state is not OrderState.UNKNOWN:
+            return  # the update stream showed the order while we were looking
         if snapshot is None:
             if not looked_up:
                 ticket.note = "outcome unknown and the broker could not be asked: manual review"

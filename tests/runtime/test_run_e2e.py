@@ -214,3 +214,18 @@ def test_no_terminal_without_yes_is_refused_at_once(env: Env, capsys: Any) -> No
     assert code == ExitCode.NOT_CONFIRMED
     assert "--yes" in err
     assert not env.audit.exists()
+
+
+def test_fills_arriving_before_the_acknowledgement_are_kept(tmp_path: Any,
+                                                             run_json: Any) -> None:
+    """Updates that beat a slow acknowledgement count as the ack; every order ends filled."""
+    env = Env(tmp_path).write(faults="ack_latency_ms = 400", fill_min=5, fill_max=20)
+    code, summary = run_json(env, "--yes")
+    assert code == ExitCode.OK, summary
+    assert all(o["state"] == "filled" for o in summary["orders"])
+    assert summary["counts"]["unresolved"] == 0
+    first_seen: dict[str, str] = {}
+    for r in env.records():
+        if r["event"] in {"order_filled", "order_submitted"}:
+            first_seen.setdefault(r["client_order_id"], r["event"])
+    assert "order_filled" in first_seen.values()  # the race really happened
