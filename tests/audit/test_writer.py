@@ -246,3 +246,30 @@ async def test_statistics_count_records_and_bytes(log_path: Path) -> None:
     assert stats.append_latency.max_ms >= stats.append_latency.p50_ms >= 0
     assert not stats.poisoned
     assert dict(stats.write_errors) == {}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown to another user")
+async def test_foreign_directory_open_to_others_is_refused_not_changed(tmp_path: Path) -> None:
+    """A group/other-accessible log directory owned by another user is refused, mode untouched."""
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o775)
+    os.chown(directory, 65534, 65534)
+    with pytest.raises(AuditPathError, match="belongs to uid 65534"):
+        await AuditLog.open(directory / "audit.jsonl", run_id="r", config_hash="c")
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o775
+    assert list(directory.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown to another user")
+async def test_foreign_log_file_open_to_others_is_refused(tmp_path: Path) -> None:
+    """A group/other-readable log file owned by another user is refused, mode untouched."""
+    directory = tmp_path / "logs"
+    directory.mkdir(mode=0o700)
+    path = directory / "audit.jsonl"
+    path.write_bytes(b"")
+    path.chmod(0o644)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(AuditPathError, match="belongs to uid 65534"):
+        await AuditLog.open(path, run_id="r", config_hash="c")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
