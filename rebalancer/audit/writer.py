@@ -189,11 +189,15 @@ class AuditLog:
         ``AuditCorruptError``, ``AncestorLogError``, or ``AuditWriteError`` when creating the
         file fails.
         """
-        return await anyio.to_thread.run_sync(
-            lambda: cls.open_sync(
-                Path(path), run_id=run_id, config_hash=config_hash, io=io, clock=clock
+        # Shielded: a worker thread is not interrupted by cancellation anyway, and an open log
+        # dropped on the floor by a cancelled caller would leak its descriptor. A pending
+        # cancellation is delivered at the caller's next checkpoint, with the log in hand.
+        with anyio.CancelScope(shield=True):
+            return await anyio.to_thread.run_sync(
+                lambda: cls.open_sync(
+                    Path(path), run_id=run_id, config_hash=config_hash, io=io, clock=clock
+                )
             )
-        )
 
     @classmethod
     def open_sync(
