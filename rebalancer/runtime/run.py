@@ -147,6 +147,18 @@ class RunOutcome:
         return doc
 
 
+def _only_audit_failure(group: BaseExceptionGroup[BaseException]) -> AuditWriteError:
+    """The audit failure inside ``group``; re-raise the group if it holds anything else."""
+    matched, rest = group.split(AuditWriteError)
+    if matched is None or rest is not None:
+        raise group
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, AuditWriteError)
+    return leaf
+
+
 def _counts(ex: ExecutionResult) -> dict[str, int]:
     return {
         "submitted": ex.submitted,
@@ -228,9 +240,14 @@ async def _with_audit(run: _Run, broker_factory: BrokerFactory) -> RunOutcome:
     run.audit = await AuditLog.open(cfg.audit.path, run_id=run.run_id,
                                     config_hash=cfg.config_hash)
     try:
-        return await _audited_run(run, run.audit, broker_factory)
-    except AuditWriteError as exc:
-        reason = f"audit write failed during run {run.run_id}: {exc}"
+        try:
+            return await _audited_run(run, run.audit, broker_factory)
+        except AuditWriteError as exc:
+            failure = exc
+        except BaseExceptionGroup as group:  # raised from inside the order task group
+            failure = _only_audit_failure(group)
+        # Fail-stop: no further broker call; the latch keeps unattended runs away until review.
+        reason = f"audit write failed during run {run.run_id}: {failure}"
         await _set_latch(run, reason, write_record=False)
         return run.outcome(ExitCode.AUDIT_FAILURE, "audit_failure", reason)
     finally:
@@ -500,6 +517,8 @@ async def _after_run(run: _Run, outcome: RunOutcome) -> RunOutcome:
     """Validate the fresh log; a log that fails validation sets the safety latch."""
     from rebalancer.audit.validate import validate_file
 
+    if outcome.exit_code is ExitCode.AUDIT_FAILURE:
+        return outcome  # the latch is already set and says why
     report = await anyio.to_thread.run_sync(validate_file, run.cfg.audit.path)
     if report.valid:
         return outcome
