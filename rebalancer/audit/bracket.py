@@ -14,6 +14,9 @@
   ``"ambiguous"``), ``error_type`` and ``error_message``; the exception is re-raised.
 - Cancellation (including an expired ``fail_after``): an ``"ambiguous"`` result is written in a
   shielded scope, then the cancellation propagates.
+- A body that knows its broker request was never sent (e.g. it failed while waiting for the
+  pacer) sets ``b.not_sent = True``: any failure is then recorded as ``"rejected"``, with
+  ``not_sent: true``, since it certainly did not take effect.
 
 The result write is shielded in every case. Latency and failure class go into the log's
 ``statistics()``.
@@ -107,6 +110,7 @@ class Bracket:
         "error_message",
         "error_type",
         "intent",
+        "not_sent",
         "op_id",
         "operation",
         "outcome",
@@ -128,6 +132,8 @@ class Bracket:
         self.error_message: str | None = None
         self.outcome: AuditRecord | None = None
         """The durable result record, once the bracket has exited."""
+        self.not_sent = False
+        """Set when the broker request was certainly never sent: a failure is then definitive."""
 
 
 class _BracketContext:
@@ -193,6 +199,9 @@ class _BracketContext:
                 error_class = self._safe_classify(exc)
                 error_type = type(exc).__name__
                 message = str(exc)
+            if bracket.not_sent:
+                error_class = REJECTED
+                payload["not_sent"] = True
             payload.update(error_class=error_class, error_type=error_type, error_message=message)
         payload.update(op_id=bracket.op_id, latency_ms=latency_ms)
         with anyio.CancelScope(shield=True):

@@ -10,7 +10,9 @@ the broker (the runtime records fills and status changes itself as ``order_fille
 ``order_status``). ``connect``/``close`` manage the connection only.
 
 An optional ``pacer`` (an async ``acquire()``, e.g. a shared token bucket) is awaited before
-every broker request, after the intent is durable.
+every broker request, after the intent is durable. If the wait itself fails or is cancelled
+(a ``fail_after`` around the call expiring while paced), the request was never sent, and the
+result is recorded as ``rejected`` with ``not_sent: true`` rather than ``ambiguous``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
         Position,
         Quote,
     )
-    from rebalancer.audit.bracket import Classifier
+    from rebalancer.audit.bracket import Bracket, Classifier
     from rebalancer.audit.writer import AuditLog
 
 Pacer = Callable[[], Awaitable[None]]
@@ -76,16 +78,22 @@ class AuditedBroker:
         """Close the broker connection."""
         await self.__broker.close()
 
-    async def _pace(self) -> None:
-        if self._pacer is not None:
+    async def _pace(self, bracket: Bracket) -> None:
+        """Wait for the pacer; failing here (timeout, cancel) means the request was never sent."""
+        if self._pacer is None:
+            return
+        try:
             await self._pacer()
+        except BaseException:
+            bracket.not_sent = True
+            raise
 
     # -- reads ------------------------------------------------------------------------------
 
     async def account_summary(self) -> AccountSummary:
         """Bracketed ``account_summary`` (result: equity, cash, buying power, currency)."""
         async with self._log.bracket("account_summary", {}, classify=self._classify) as b:
-            await self._pace()
+            await self._pace(b)
             summary = await self.__broker.account_summary()
             b.result = {
                 "equity": summary.net_liquidation,
@@ -99,7 +107,7 @@ class AuditedBroker:
     async def positions(self) -> tuple[Position, ...]:
         """Bracketed ``positions`` (result: ``positions`` [{symbol, qty, avg_cost}])."""
         async with self._log.bracket("positions", {}, classify=self._classify) as b:
-            await self._pace()
+            await self._pace(b)
             positions = await self.__broker.positions()
             b.result = {
                 "positions": [
@@ -115,7 +123,7 @@ class AuditedBroker:
         async with self._log.bracket(
             "quotes", {"symbols": wanted}, classify=self._classify
         ) as b:
-            await self._pace()
+            await self._pace(b)
             quotes = await self.__broker.quotes(wanted)
             b.result = {
                 "quotes": [
@@ -135,7 +143,7 @@ class AuditedBroker:
     async def open_orders(self) -> tuple[OrderSnapshot, ...]:
         """Bracketed ``open_orders`` (result: ``orders``)."""
         async with self._log.bracket("open_orders", {}, classify=self._classify) as b:
-            await self._pace()
+            await self._pace(b)
             orders = await self.__broker.open_orders()
             b.result = {"orders": [_snapshot_row(o) for o in orders]}
         return orders
@@ -145,7 +153,7 @@ class AuditedBroker:
         async with self._log.bracket(
             "completed_orders", {"since": since}, classify=self._classify
         ) as b:
-            await self._pace()
+            await self._pace(b)
             orders = await self.__broker.completed_orders(since)
             b.result = {"orders": [_snapshot_row(o) for o in orders]}
         return orders
@@ -155,7 +163,7 @@ class AuditedBroker:
         async with self._log.bracket(
             "executions", {"since": since}, classify=self._classify
         ) as b:
-            await self._pace()
+            await self._pace(b)
             fills = await self.__broker.executions(since)
             b.result = {"executions": [_execution_row(e) for e in fills]}
         return fills
@@ -183,7 +191,7 @@ class AuditedBroker:
         if action is not None:
             intent["action"] = action
         async with self._log.bracket("place_order", intent, classify=self._classify) as b:
-            await self._pace()
+            await self._pace(b)
             ack = await self.__broker.place_order(request)
             b.result = {"order_id": ack.order_id, "perm_id": ack.perm_id, "status": ack.status}
         return ack
@@ -199,7 +207,7 @@ class AuditedBroker:
             "reason": reason,
         }
         async with self._log.bracket("cancel_order", intent, classify=self._classify) as b:
-            await self._pace()
+            await self._pace(b)
             await self.__broker.cancel_order(order_id)
             b.result = {"status": "cancel_requested"}
 

@@ -192,12 +192,15 @@ class AuditLog:
         # Shielded: a worker thread is not interrupted by cancellation anyway, and an open log
         # dropped on the floor by a cancelled caller would leak its descriptor. A pending
         # cancellation is delivered at the caller's next checkpoint, with the log in hand.
+        log: AuditLog | None = None
         with anyio.CancelScope(shield=True):
-            return await anyio.to_thread.run_sync(
+            log = await anyio.to_thread.run_sync(
                 lambda: cls.open_sync(
                     Path(path), run_id=run_id, config_hash=config_hash, io=io, clock=clock
                 )
             )
+        assert log is not None  # a shielded scope is never cancelled
+        return log
 
     @classmethod
     def open_sync(

@@ -225,3 +225,23 @@ async def test_raw_broker_is_not_a_public_attribute(log_path: Path, broker: Any)
     public = [getattr(gw, n) for n in dir(gw) if not n.startswith("_")]
     assert all(v is not broker for v in public)
     assert gw.client_id == 7
+
+
+async def test_timeout_while_paced_is_recorded_as_not_sent(
+    log_path: Path, broker: Any, make_order: Callable[..., OrderRequest]
+) -> None:
+    """A timeout while waiting for the pacer is definitive (rejected, not_sent): no broker call."""
+    log = await AuditLog.open(log_path, run_id="r", config_hash="c")
+
+    async def slow_pacer() -> None:
+        await anyio.sleep_forever()
+
+    gw = AuditedBroker(broker, log, pacer=slow_pacer)
+    with pytest.raises(TimeoutError), anyio.fail_after(0.05):
+        await gw.place_order(make_order())
+    await log.aclose()
+    result = _rows(log_path)[1]
+    assert result["event"] == "order_failed"
+    assert result["error_class"] == "rejected"
+    assert result["not_sent"] is True
+    assert broker.calls["place_order"] == 0
