@@ -13,9 +13,13 @@ import importlib
 import sys
 from typing import TYPE_CHECKING
 
+import structlog
+
 from rebalancer import __version__
+from rebalancer.config import LogFormat
 from rebalancer.errors import RebalancerError
 from rebalancer.exit_codes import ExitCode
+from rebalancer.logsetup import configure_logging
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -59,11 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return int(ExitCode.BAD_INPUT)
+    # Until a command configures logging from its config: warnings and up, on stderr only.
+    configure_logging(fmt=LogFormat.AUTO, level="warning", log_file=None)
     try:
         return int(handler(args))
     except RebalancerError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return int(exc.exit_code)
+    except Exception as exc:  # a defect: one line for the operator, the traceback in the log
+        structlog.get_logger(__name__).exception("internal_error")
+        sys.stderr.write(f"internal error: {type(exc).__name__}: {exc}\n")
+        return int(ExitCode.ERROR)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return int(ExitCode.INTERRUPTED)
