@@ -60,13 +60,13 @@ OUR_MARKER_KEYS: Final = ("hash", "prev_hash", "run_id", "config_hash")
 """Any of these keys makes a record ours (hash-chained); none of them: ancestor format."""
 
 RUN_END_EVENTS: Final = frozenset(
-    {"run_completed", "quote_gate_failed", "risk_check_failed", "dry_run_completed"}
+    {"run_completed", "quote_gate_failed", "risk_check_failed", "dry_run_completed",
+     "run_aborted", "kill_completed"}
 )
-"""Events after which a run of ours is over (``run_completed`` may still follow the others)."""
+"""Events after which a run of ours is over (``run_completed`` may still follow the others;
+``kill_completed`` inside a run is the runner's graceful stop)."""
 
-ANCESTOR_END_EVENTS: Final = frozenset(
-    RUN_END_EVENTS | {"kill_completed", "idempotency_rejection"}
-)
+ANCESTOR_END_EVENTS: Final = frozenset(RUN_END_EVENTS | {"idempotency_rejection"})
 """Events after which an ancestor run is over (besides ``risk_check`` with ``passed: false`` and
 ``user_confirmed`` with ``approved: false``)."""
 
@@ -302,7 +302,7 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, ProblemCode | None, s
     if b"\x00" in raw:
         return None, "malformed_json", "line contains NUL bytes"
     try:
-        value = json.loads(raw)
+        value = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         return None, "malformed_json", f"invalid JSON: {_short(exc)}"
     if not isinstance(value, dict):

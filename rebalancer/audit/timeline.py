@@ -60,8 +60,16 @@ _FIELDS: Final = (
 
 
 def short_id(run_id: str, width: int = 12) -> str:
-    """The run id cut to ``width`` characters (``~`` marks a cut)."""
-    return run_id if len(run_id) <= width else run_id[: width - 1] + "~"
+    """The run id in at most ``width`` characters; ``~`` marks a cut.
+
+    Ids like ``20261204T201021Z-d8513d70`` keep their distinctive suffix (``~d8513d70``).
+    """
+    if len(run_id) <= width:
+        return run_id
+    suffix = run_id.rsplit("-", 1)[-1]
+    if "-" in run_id and 4 <= len(suffix) < width:
+        return "~" + suffix
+    return run_id[: width - 1] + "~"
 
 
 def _clock(record: Record) -> str:
@@ -117,6 +125,9 @@ def describe(record: Record) -> str:
             parts.insert(0, f"{len(quotes)} quote(s)")
     op_id = record.op_id
     if op_id is not None:
+        run_id = record.run_id
+        if run_id is not None and op_id.startswith(run_id + ":"):
+            op_id = op_id[len(run_id):]
         parts.append(f"op {op_id}")
     return " ".join(parts)
 

@@ -151,7 +151,8 @@ RUN_TABLE: Final[Mapping[str, Mapping[Phase, Phase]]] = {
     # Rules: a run starts at run_started (STARTED). Reads before the diff go account summary ->
     # positions -> quotes (each optional but positions). After risk_check_passed the run trades
     # (orders, cancels, fills, lookups and reads in any order, paired by op_id), then reconciles,
-    # then run_completed. quote_gate_failed, risk_check_failed and dry_run_completed end a run.
+    # then run_completed. quote_gate_failed, risk_check_failed, dry_run_completed, run_aborted
+    # and (for a graceful stop) kill_completed also end a run.
     "cron_start": _stay(P.STARTED),
     "account_summary_intent": {P.STARTED: P.ACCOUNT, P.ACCOUNT: P.ACCOUNT, **_stay(*_POST_RISK)},
     "positions_intent": {
@@ -176,6 +177,7 @@ RUN_TABLE: Final[Mapping[str, Mapping[Phase, Phase]]] = {
     "run_completed": {P.NO_CHANGE: P.ENDED, P.TRADING: P.ENDED, P.RECONCILING: P.ENDED},
     "cron_completed": {P.ENDED: P.CRON_DONE},
     "idempotency_rejection": {P.STARTED: P.ENDED},
+    "run_aborted": {p: P.ENDED for p in _LIVE},
 }
 """Event → {phase it may appear in → phase after it}. ``reconcile_*`` events follow
 ``RECONCILE_RULE``; ``positions_fetched`` follows ``positions_intent``; ``FREE_EVENTS`` may
@@ -197,7 +199,7 @@ RUN_ONLY_EVENTS: Final = frozenset(
     {
         "cron_start", "positions_fetched", "quote_gate_failed", "diff_computed",
         "risk_check_passed", "risk_check_failed", "no_rebalance_needed", "dry_run_completed",
-        "user_confirmed", "run_completed", "cron_completed",
+        "user_confirmed", "run_completed", "cron_completed", "run_aborted",
     }
 )
 """Events that only make sense inside a run (a group that starts with ``run_started``)."""
@@ -239,6 +241,7 @@ def _fast_hash_agrees() -> bool:
 
 
 _FAST_HASH: Final = _fast_hash_agrees()
+_loads: Final = json.JSONDecoder().decode
 
 # -- the validator ----------------------------------------------------------------------------
 
@@ -344,12 +347,12 @@ class _Validator:
         terminated = chunk[-1:] == b"\n"
         self.last_terminated = terminated
         body = chunk[:-1] if terminated else chunk
-        if not body.strip():
+        if not body or body.isspace():
             self.pending.append(Issue(line=self.line, code="blank_line", message="blank line",
                                       offset=offset))
             return
         try:
-            obj = json.loads(body)
+            obj = _loads(body.decode("utf-8"))
         except (ValueError, RecursionError) as exc:
             text = str(exc)
             if b"\x00" in body:
@@ -391,13 +394,51 @@ class _Validator:
     # -- records of ours --
 
     def _ours(self, obj: dict[str, Any], body: bytes) -> None:
-        self.formats.add("rebalancer")
         # True: first record of the file; None: first of ours after ancestor records (any start
         # is accepted); False: any later record.
         first_of_file: bool | None = False
         if not self.ours_seen:
+            self.formats.add("rebalancer")
             first_of_file = None if self.ancestor_seen else True
-        self.ours_seen = True
+            self.ours_seen = True
+        get = obj.get
+        event = get("event")
+        run_id = get("run_id")
+        seq = get("sequence_number")
+        stored = get("hash")
+        prev = get("prev_hash")
+        if (
+            type(event) is str and event and type(run_id) is str and run_id
+            and type(seq) is int and type(stored) is str and type(prev) is str
+            and type(get("config_hash")) is str and _our_ts_ok(get("ts"))
+        ):
+            # Fast path: every header key present and well typed (hex checked on failure only).
+            last = self.last_seq
+            if last is not None and seq == last + 1 and not self.skipped:
+                self.last_seq = seq
+            else:
+                self._sequence(seq, first_of_file)
+            if not self._hash_ok(obj, body, stored):
+                if _HEX64.fullmatch(stored):
+                    self.error("hash_mismatch",
+                               f"hash does not match the record's content (sequence_number "
+                               f"{seq})")
+                else:
+                    self.error("bad_field_type", "hash must be 64 lowercase hex digits")
+                    stored = None
+            if prev != self.last_hash or first_of_file is not False:
+                if _HEX64.fullmatch(prev):
+                    self._chain(prev, first_of_file)
+                else:
+                    self.error("bad_field_type", "prev_hash must be 64 lowercase hex digits")
+            self.last_hash = stored
+            self.last_hash_line = self.line
+            self.skipped = 0
+            self._run_rules(obj, event, run_id)
+            return
+        self._ours_slow(obj, body, first_of_file)
+
+    def _ours_slow(self, obj: dict[str, Any], body: bytes, first_of_file: bool | None) -> None:
         line = self.line
         event = obj.get("event")
         ok = True
@@ -523,6 +564,11 @@ class _Validator:
             self._result(obj, event, RESULT_EVENTS[event], run)
             return
         if event in FREE_EVENTS:
+            if event == "kill_completed" and run.is_run and run.phase < Phase.ENDED:
+                # The runner's graceful stop ends its run with kill_completed.
+                run.phase = Phase.ENDED
+                run.ended_line = line
+                run.last_event = event
             return
         if event not in KNOWN_EVENTS and not event.startswith("reconcile_"):
             self.unknown.setdefault(event, []).append(line)

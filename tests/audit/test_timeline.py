@@ -110,4 +110,5 @@ def test_describe_summarises_risk_and_quote_gate() -> None:
 def test_short_id_cuts_long_run_ids() -> None:
     """Long run ids are cut to the column width with a visible mark."""
     assert short_id("run-a") == "run-a"
-    assert short_id("20261204T200000Z-4f1a9c") == "20261204T20~"
+    assert short_id("20261204T200000Z-4f1a9c") == "~4f1a9c"
+    assert short_id("abcdefghijklmnop") == "abcdefghijk~"

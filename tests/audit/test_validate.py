@@ -112,6 +112,45 @@ def test_run_stopped_early_with_a_status_is_valid() -> None:
     assert validate_bytes(b.data()).valid
 
 
+def test_graceful_stop_ends_the_run_with_kill_completed() -> None:
+    """The runner's own kill_completed (graceful stop) is a terminal event of its run."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[])
+    b.add("risk_check_passed", "r1", checks=[])
+    b.add("kill_completed", "r1", method="graceful", orders_cancelled_count=0,
+          orders_remaining_count=0, duration_seconds=0.1)
+    b.add("latch_set", "r1", reason="graceful stop")
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+    assert report.warnings == ()
+
+
+@pytest.mark.parametrize("after", ["run_started", "positions", "risk_check_passed"])
+def test_run_aborted_ends_the_run_at_any_point(after: str) -> None:
+    """run_aborted (broker unreachable, account mismatch...) closes the run wherever it stands."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    if after != "run_started":
+        b.bracket("positions_intent", "r1")
+    if after == "risk_check_passed":
+        b.add("diff_computed", "r1", orders=[])
+        b.add("risk_check_passed", "r1", checks=[])
+    b.add("run_aborted", "r1", reason="broker_error", error="lost")
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+    assert report.warnings == ()
+
+
+def test_idempotency_rejection_before_run_started_is_valid() -> None:
+    """A refused cron window writes idempotency_rejection alone under the run id."""
+    b = _log(1)
+    b.add("idempotency_rejection", "run-9", window_id="w-1", completed_sequence_number=21)
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+    assert report.warnings == ()
+
+
 def test_runner_and_kill_records_may_interleave() -> None:
     """A kill invocation appending while the run trades is valid; both bracket sets pair."""
     b = LogBuilder()
