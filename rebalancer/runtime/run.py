@@ -296,8 +296,14 @@ async def _audited_run(run: _Run, audit: AuditLog, broker_factory: BrokerFactory
             await gateway.close()
 
 
-async def _read(call: Callable[[], Awaitable[Any]], limit_secs: float) -> Any:
-    """A read-only broker call, bounded, retried with backoff while the broker is unavailable."""
+async def _read(
+    gateway: AuditedBroker, call: Callable[[], Awaitable[Any]], limit_secs: float
+) -> Any:
+    """A read-only broker call, bounded, retried with backoff while the broker is unavailable.
+
+    Before each retry the connection is re-opened (a gateway restart drops it). Reads only:
+    an order is never retried.
+    """
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(BrokerUnavailable),
         stop=stop_after_attempt(3),
@@ -306,6 +312,9 @@ async def _read(call: Callable[[], Awaitable[Any]], limit_secs: float) -> Any:
         reraise=True,
     ):
         with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                with anyio.fail_after(limit_secs):
+                    await gateway.connect()
             with anyio.fail_after(limit_secs):
                 return await call()
     raise AssertionError("unreachable")  # pragma: no cover
@@ -314,10 +323,10 @@ async def _read(call: Callable[[], Awaitable[Any]], limit_secs: float) -> Any:
 async def _snapshot(
     gateway: AuditedBroker, symbols_from: Target, limit_secs: float
 ) -> tuple[AccountSummary, tuple[Position, ...], tuple[Quote, ...]]:
-    summary: AccountSummary = await _read(gateway.account_summary, limit_secs)
-    positions: tuple[Position, ...] = await _read(gateway.positions, limit_secs)
+    summary: AccountSummary = await _read(gateway, gateway.account_summary, limit_secs)
+    positions: tuple[Position, ...] = await _read(gateway, gateway.positions, limit_secs)
     symbols = _symbols(positions, symbols_from)
-    quotes: tuple[Quote, ...] = await _read(lambda: gateway.quotes(symbols), limit_secs)
+    quotes: tuple[Quote, ...] = await _read(gateway, lambda: gateway.quotes(symbols), limit_secs)
     return summary, positions, quotes
 
 

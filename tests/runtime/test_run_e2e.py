@@ -229,3 +229,32 @@ def test_fills_arriving_before_the_acknowledgement_are_kept(tmp_path: Any,
         if r["event"] in {"order_filled", "order_submitted"}:
             first_seen.setdefault(r["client_order_id"], r["event"])
     assert "order_filled" in first_seen.values()  # the race really happened
+
+
+def test_broker_disconnect_during_reads_reconnects_and_retries(tmp_path: Any,
+                                                               run_json: Any) -> None:
+    """A connection lost on a read is re-opened and the read retried under a new bracket."""
+    env = Env(tmp_path).write(faults="disconnect_at_request = 2")
+    code, summary = run_json(env, "--yes")
+    assert code == ExitCode.OK, summary
+    results = [r for r in env.records() if r["event"] == "positions_result"]
+    assert results[0]["error_class"] == "rejected"
+    assert "error_class" not in results[1]
+    assert env.events().count("positions_intent") == len(results) == 3  # 2 before, 1 after
+
+
+def test_broker_that_stays_down_ends_the_run_with_run_aborted(
+    tmp_path: Any, run_json: Any, capsys: Any
+) -> None:
+    """When every retry fails the run ends with run_aborted and exit 1; nothing was ordered."""
+    env = Env(tmp_path).write()
+    env.run("--dry-run")  # create the sim state, then break it so every request fails
+    capsys.readouterr()
+    state = tmp_path / "state" / "sim.json"
+    state.write_text("{not json")
+    code, summary = run_json(env, "--yes")
+    assert code == ExitCode.ERROR
+    events = env.events()
+    assert events[-1] == "run_aborted"
+    assert "order_intent" not in events[events.index("run_started", 1):]
+    assert summary["status"] in {"broker_unreachable", "broker_error"}
