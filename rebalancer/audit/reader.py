@@ -379,7 +379,7 @@ class Bracket:
             operation=self.operation,
             op_id=self.intent.op_id,
             client_order_id=self.client_order_id,
-            run_id=self.intent.run_id,
+            run_id=self.run_id,
             symbol=self.intent.symbol,
         )
 
