@@ -1,11 +1,11 @@
-"""Properties of the validator: total over any bytes, every single-line edit detected, reader agrees."""
+"""Validator properties: total over any bytes, single-line edits caught, reader agrees."""
 
 from __future__ import annotations
 
+from fixtures.audit_logs import FIXTURES, LogBuilder, add_full_run, add_run_start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixtures.audit_logs import FIXTURES, LogBuilder, add_full_run, add_run_start
 from rebalancer.audit.reader import parse_log
 from rebalancer.audit.validate import validate_bytes
 
