@@ -205,7 +205,7 @@ class AuditLog:
     @classmethod
     def open_sync(
         cls,
-        path: Path,
+        path: Path | str,
         *,
         run_id: str,
         config_hash: str,
@@ -214,6 +214,8 @@ class AuditLog:
     ) -> AuditLog:
         """Blocking twin of ``open`` (for repair and other synchronous callers)."""
         fio = io if io is not None else OS_FILE_IO
+        # Absolute (symlinks not resolved): a later chdir must not change which file we check.
+        path = Path(os.path.abspath(path))
         try:
             return cls._open(path, run_id=run_id, config_hash=config_hash, io=fio, clock=clock)
         except OSError as exc:

@@ -273,3 +273,16 @@ async def test_foreign_log_file_open_to_others_is_refused(tmp_path: Path) -> Non
     with pytest.raises(AuditPathError, match="belongs to uid 65534"):
         await AuditLog.open(path, run_id="r", config_hash="c")
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+async def test_relative_path_survives_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log opened by a relative path keeps appending to the same file after a chdir."""
+    monkeypatch.chdir(tmp_path)
+    log = await AuditLog.open(Path("logs/audit.jsonl"), run_id="r", config_hash="c")
+    monkeypatch.chdir("/")
+    await log.append("run_started")
+    await log.aclose()
+    assert log.path == tmp_path / "logs" / "audit.jsonl"
+    assert len((tmp_path / "logs" / "audit.jsonl").read_bytes().splitlines()) == 1
