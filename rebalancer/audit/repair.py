@@ -51,7 +51,7 @@ class RepairReport:
 
 
 def repair_log(
-    path: Path,
+    path: Path | str,
     *,
     now: datetime | None = None,
     run_id: str | None = None,
@@ -69,6 +69,7 @@ def repair_log(
     ``AuditWriteError`` when a copy, truncate or sync fails (nothing is retried).
     """
     fio = io if io is not None else OS_FILE_IO
+    path = Path(os.path.abspath(path))
     moment = (now if now is not None else datetime.now(UTC)).astimezone(UTC)
     stamp = moment.strftime("%Y%m%dT%H%M%S%fZ")
     invocation = run_id if run_id is not None else f"repair-{stamp}"
