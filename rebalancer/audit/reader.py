@@ -411,6 +411,7 @@ class Fill:
     price: Decimal | None
     cumulative_filled: int | None
     status: str | None
+    exec_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -502,6 +503,138 @@ class Run:
                 return bracket
         return None
 
+    def orders(self) -> tuple[OrderTrail, ...]:
+        """Everything the run recorded per order, keyed by client order id (ancestor: symbol).
+
+        One trail per planned leg of the last ``diff_computed`` (in plan order), then one per
+        order seen only in placements, cancels, fills or statuses.
+        """
+        trails: list[_TrailBuilder] = []
+        by_cid: dict[str, _TrailBuilder] = {}
+
+        def trail(cid: str | None, symbol: str | None) -> _TrailBuilder | None:
+            found = by_cid.get(cid) if cid is not None else None
+            if found is None and symbol is not None:
+                # Ancestor plans and results carry no client id: match on the symbol.
+                found = next((t for t in trails
+                              if t.symbol == symbol and (cid is None or t.cid is None)), None)
+            if found is None:
+                if cid is None and symbol is None:
+                    return None
+                found = _TrailBuilder(cid, symbol or "")
+                trails.append(found)
+            if cid is not None and found.cid is None:
+                found.cid = cid
+            if cid is not None:
+                by_cid[cid] = found
+            return found
+
+        for leg in self.diff_orders():
+            built = trail(leg.client_order_id, leg.symbol)
+            if built is not None:
+                built.leg = leg
+        for bracket in self.brackets:
+            if bracket.operation in ("place_order", "cancel_order"):
+                symbol = bracket.intent.symbol
+                if symbol is None and bracket.result is not None:
+                    symbol = bracket.result.symbol
+                built = trail(bracket.client_order_id, symbol)
+                if built is not None:
+                    target = built.placements if bracket.operation == "place_order" else (
+                        built.cancels)
+                    target.append(bracket)
+        for record in self.records:
+            if record.event in ("order_filled", "order_status"):
+                built = trail(record.client_order_id, record.symbol)
+                if built is None:
+                    continue
+                if record.event == "order_filled":
+                    built.fills.append(fill_view(record))
+                else:
+                    built.statuses.append(record)
+        return tuple(t.freeze() for t in trails)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderTrail:
+    """One order's record in a run: plan leg, placement bracket(s), cancels, fills, statuses."""
+
+    client_order_id: str | None
+    symbol: str
+    leg: OrderLeg | None
+    placements: tuple[Bracket, ...]
+    cancels: tuple[Bracket, ...]
+    fills: tuple[Fill, ...]
+    statuses: tuple[Record, ...]
+
+    @property
+    def order_id(self) -> int | str | None:
+        """The broker order id from the placement result, a status or a fill."""
+        for bracket in self.placements:
+            if bracket.result is not None:
+                value = bracket.result.fields.get("order_id", bracket.result.fields.get("ibkr_id"))
+                if isinstance(value, int | str) and not isinstance(value, bool):
+                    return value
+        for record in self.statuses:
+            value = record.fields.get("order_id")
+            if isinstance(value, int | str) and not isinstance(value, bool):
+                return value
+        for fill in self.fills:
+            if fill.order_id is not None:
+                return fill.order_id
+        return None
+
+    @property
+    def filled_shares(self) -> int:
+        """Shares filled as recorded: the highest cumulative figure, else the distinct fills."""
+        cumulative = [f.cumulative_filled for f in self.fills if f.cumulative_filled is not None]
+        cumulative += [s for s in (r.shares("filled") for r in self.statuses) if s is not None]
+        if cumulative:
+            return max(cumulative)
+        # Ours: one record per execution (deduplicated by exec_id). Ancestor: one record per
+        # order holding the order's total.
+        by_exec = {f.exec_id: f.shares or 0 for f in self.fills if f.exec_id is not None}
+        totals = [f.shares or 0 for f in self.fills if f.exec_id is None]
+        return sum(by_exec.values()) + (max(totals) if totals else 0)
+
+    @property
+    def last_status(self) -> str | None:
+        """The latest status text from a status, fill or placement result record."""
+        latest: tuple[int, str] | None = None
+        candidates = [(r.line, r.text("status")) for r in self.statuses]
+        candidates += [(f.line, f.status) for f in self.fills]
+        candidates += [(b.result.line, b.result.text("status")) for b in self.placements
+                       if b.result is not None]
+        for line, status in candidates:
+            if status is not None and (latest is None or line > latest[0]):
+                latest = (line, status)
+        return None if latest is None else latest[1]
+
+    @property
+    def incomplete(self) -> tuple[Bracket, ...]:
+        """Placement and cancel brackets without a result."""
+        return tuple(b for b in (*self.placements, *self.cancels) if b.result is None)
+
+
+class _TrailBuilder:
+    __slots__ = ("cancels", "cid", "fills", "leg", "placements", "statuses", "symbol")
+
+    def __init__(self, cid: str | None, symbol: str) -> None:
+        self.cid = cid
+        self.symbol = symbol
+        self.leg: OrderLeg | None = None
+        self.placements: list[Bracket] = []
+        self.cancels: list[Bracket] = []
+        self.fills: list[Fill] = []
+        self.statuses: list[Record] = []
+
+    def freeze(self) -> OrderTrail:
+        return OrderTrail(
+            client_order_id=self.cid, symbol=self.symbol, leg=self.leg,
+            placements=tuple(self.placements), cancels=tuple(self.cancels),
+            fills=tuple(self.fills), statuses=tuple(self.statuses),
+        )
+
 
 def _side(action: str) -> str:
     return "SELL" if action.upper().startswith("SELL") else "BUY"
@@ -564,6 +697,7 @@ def fill_view(record: Record) -> Fill:
         price=price,
         cumulative_filled=record.shares("cumulative_filled"),
         status=record.text("status"),
+        exec_id=record.text("exec_id"),
     )
 
 

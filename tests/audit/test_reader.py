@@ -200,3 +200,49 @@ def test_parse_shares_accepts_whole_numbers_only() -> None:
     for bad in (12.5, "1.5", True, None):
         with pytest.raises(ValueError, match="share count"):
             parse_shares(bad)
+
+
+def test_order_trails_collect_leg_placement_fills_and_statuses() -> None:
+    """Each planned order gets its leg, bracket, fills and final status, keyed by client id."""
+    b = LogBuilder()
+    add_full_run(b, "r1")
+    trails = parse_log(b.data()).runs[0].orders()
+    assert [(t.client_order_id, t.symbol, t.filled_shares, t.last_status) for t in trails] == [
+        ("rb-r1-0", "AAPL", 20, "Filled"), ("rb-r1-1", "GLD", 15, "Filled")]
+    first = trails[0]
+    assert first.leg is not None
+    assert first.leg.limit == Decimal("189.91")
+    assert len(first.placements) == 1
+    assert first.incomplete == ()
+    assert first.placements[0].result is not None
+    assert first.order_id == first.placements[0].result.fields["order_id"]
+
+
+def test_order_trail_of_an_interrupted_order_shows_the_open_bracket() -> None:
+    """An order intent without a result shows up as the trail's incomplete placement."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[{"client_order_id": "c1", "symbol": "TLT",
+                                          "action": "BUY", "side": "BUY", "shares": 5,
+                                          "limit": "88.00"}])
+    b.add("risk_check_passed", "r1", checks=[])
+    b.intent("order_intent", "r1", client_order_id="c1", symbol="TLT")
+    b.add("order_filled", "r1", client_order_id="c1", symbol="TLT", order_id=9, exec_id="x1",
+          shares=2, price="88.00")
+    b.add("order_filled", "r1", client_order_id="c1", symbol="TLT", order_id=9, exec_id="x1",
+          shares=2, price="88.00")
+    [trail] = parse_log(b.data()).runs[0].orders()
+    assert len(trail.incomplete) == 1
+    assert trail.filled_shares == 2
+    assert trail.order_id == 9
+
+
+def test_ancestor_order_trails_match_fills_by_symbol() -> None:
+    """Ancestor fills carry no client id; they join their order by symbol."""
+    view = read_log(FIXTURES / "nanobook_wal_run.jsonl")
+    trails = view.runs[0].orders()
+    assert [(t.symbol, t.client_order_id, t.filled_shares, t.last_status) for t in trails] == [
+        ("AAPL", "5d0c1f7a9be24461a3c08e2f71d4b6e0", 20, "Filled"),
+        ("GLD", "a17e2c55d3904b0f8e6b19c4d2f03a88", 0, None)]
+    assert [len(t.placements) for t in trails] == [1, 1]
+    assert trails[1].placements[0].ok is False
