@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from rebalancer.audit.reader import (
     INTENT_EVENTS,
@@ -115,6 +115,10 @@ class ValidationReport:
             "torn_tail_offset": self.torn_tail_offset,
         }
 
+
+CLOCK_BACK_TOLERANCE_SECS: Final = 1.0
+"""A record stamped more than this before the previous one gets a ``clock_backwards`` warning
+(concurrent writers stamp just before taking the file lock, so small steps back are normal)."""
 
 MAX_ISSUES: Final = 1000
 """Errors (and warnings) kept in a report; ``error_count`` still counts all errors."""
@@ -308,6 +312,7 @@ class _Validator:
         self.missing: list[list[int]] = []  # [lo, hi] sequence ranges skipped by a gap
         self.last_hash: str | None = None
         self.last_hash_line = 0
+        self.last_ts = ""
         self.skipped = 0  # damaged lines since the last record of ours
         self.runs: dict[str, _Run] = {}
         self.open: dict[str, _Open] = {}
@@ -410,8 +415,11 @@ class _Validator:
         if (
             type(event) is str and event and type(run_id) is str and run_id
             and type(seq) is int and type(stored) is str and type(prev) is str
-            and type(get("config_hash")) is str and _our_ts_ok(get("ts"))
+            and type(get("config_hash")) is str and _our_ts_ok(ts := get("ts"))
         ):
+            if ts < self.last_ts:  # the fixed format sorts like the instants it names
+                self._clock_back(ts)
+            self.last_ts = ts
             # Fast path: every header key present and well typed (hex checked on failure only).
             last = self.last_seq
             if last is not None and seq == last + 1 and not self.skipped:
@@ -437,6 +445,13 @@ class _Validator:
             self._run_rules(obj, event, run_id)
             return
         self._ours_slow(obj, body, first_of_file)
+
+    def _clock_back(self, ts: str) -> None:
+        back = datetime.fromisoformat(self.last_ts) - datetime.fromisoformat(ts)
+        if back.total_seconds() > CLOCK_BACK_TOLERANCE_SECS:
+            self.warn("clock_backwards",
+                      f"ts {ts} is {back.total_seconds():.3f} s earlier than the record before "
+                      f"(line {self.last_hash_line})", self.line)
 
     def _ours_slow(self, obj: dict[str, Any], body: bytes, first_of_file: bool | None) -> None:
         line = self.line
@@ -674,8 +689,6 @@ class _Validator:
                        f"duplicate op_id {op_id!r} (first used at line {first})")
             return
         self.op_lines[op_id] = self.line
-        if run.is_run and run.phase >= Phase.ENDED:
-            return  # reported by the run rules
         self.open[op_id] = _Open(self.line, operation, run.run_id, cid, symbol)
         run.open_ops.add(op_id)
 
@@ -887,7 +900,7 @@ class _Validator:
         )
 
 
-def _our_ts_ok(value: object) -> bool:
+def _our_ts_ok(value: object) -> TypeGuard[str]:
     if not isinstance(value, str) or not _OUR_TS.fullmatch(value):
         return False
     try:

@@ -612,3 +612,36 @@ def test_genesis_hash_is_required_on_the_first_record() -> None:
     b.add("run_started", "r1")
     assert b.records[0]["prev_hash"] != GENESIS_HASH
     assert _codes(validate_bytes(b.data())) == [(1, "chain_broken")]
+
+
+def test_clock_stepping_back_is_a_warning() -> None:
+    """A record stamped seconds before its predecessor is valid but warned about."""
+    from datetime import timedelta
+
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    b.now -= timedelta(seconds=5)
+    b.bracket("positions_intent", "r1")
+    report = validate_bytes(b.data())
+    assert report.valid
+    assert (report.warnings[0].line, report.warnings[0].code) == (2, "clock_backwards")
+
+
+def test_small_clock_steps_back_are_tolerated() -> None:
+    """Concurrent writers may stamp a few milliseconds out of order: no warning."""
+    from datetime import timedelta
+
+    b = _log(1)
+    b.now -= timedelta(milliseconds=200)
+    b.add("latch_set", "kill-1", reason="x")
+    assert validate_bytes(b.data()).warnings == ()
+
+
+def test_bracket_after_run_end_is_flagged_once_per_record() -> None:
+    """An intent and its result after run_completed are each one order_violation."""
+    b = _log(1)
+    b.bracket("positions_intent", "run-0")
+    report = validate_bytes(b.data())
+    assert _codes(report) == [(len(b.lines) - 1, "order_violation"),
+                              (len(b.lines), "order_violation")]
+    assert all("after the run ended" in e.message for e in report.errors)
