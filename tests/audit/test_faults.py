@@ -10,6 +10,7 @@ import pytest
 
 from rebalancer.audit.errors import AuditWriteError
 from rebalancer.audit.records import AuditRecord, scan_log
+from rebalancer.audit.repair import repair_log
 from rebalancer.audit.writer import AuditLog
 
 APPENDS = 5
@@ -133,3 +134,47 @@ async def test_fsync_error_is_not_retried(faulty_io: type, log_path: Path) -> No
     await log.aclose()
     assert io.counts["sync"] == 3
     assert io.counts["write"] == 1
+
+
+def _crash_states(durable: bytes, unsynced: bytes) -> list[tuple[str, bytes]]:
+    """ALICE-style states after a crash: the unsynced append lost, cut, zero- or junk-filled."""
+    states = [("dropped", durable), ("kept", durable + unsynced)]
+    for cut in (1, len(unsynced) // 2, len(unsynced) - 1):
+        states.append((f"prefix{cut}", durable + unsynced[:cut]))
+    states.append(("zeros", durable + b"\x00" * len(unsynced)))
+    states.append(("junk", durable + bytes((i * 37 + 11) % 256 for i in range(len(unsynced)))))
+    return states
+
+
+@pytest.mark.parametrize("k", range(1, APPENDS + 1))
+async def test_every_crash_state_recovers_with_all_durable_records(
+    faulty_io: type, tmp_path: Path, k: int
+) -> None:
+    """After a failed sync at append k, each crash state repairs to a valid log with records < k."""
+    source = tmp_path / "src" / "audit.jsonl"
+    io = faulty_io(fail_op="sync", at=2 + k, error=errno.EIO)
+    log = await AuditLog.open(source, run_id="r", config_hash="c", io=io)
+    returned = [
+        await log.append("order_intent", {"client_order_id": f"rb1-{i}"}) for i in range(k - 1)
+    ]
+    with pytest.raises(AuditWriteError):
+        await log.append("order_intent", {"client_order_id": f"rb1-{k - 1}"})
+    await log.aclose()
+    assert len(returned) == k - 1
+    durable = io.durable_bytes(source)
+    assert durable is not None
+    unsynced = source.read_bytes()[len(durable):]
+    assert unsynced.endswith(b"\n")
+    for name, state in _crash_states(durable, unsynced):
+        path = tmp_path / name / "audit.jsonl"
+        path.parent.mkdir(mode=0o700)
+        path.write_bytes(state)
+        repair_log(path)
+        scan = scan_log(path.read_bytes())
+        assert scan.torn_offset is None, name
+        for rec in returned:
+            line = path.read_bytes()[rec.offset : rec.offset + rec.size]
+            assert json.loads(line)["hash"] == rec.hash, name
+        async with await AuditLog.open(path, run_id="next", config_hash="c") as again:
+            nxt = await again.append("run_started")
+        assert nxt.sequence_number == scan.last_sequence_number + 1, name
