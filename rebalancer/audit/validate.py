@@ -39,9 +39,11 @@ from typing import TYPE_CHECKING, Any, Final, TypeGuard
 from rebalancer.audit.reader import (
     INTENT_EVENTS,
     RESULT_EVENTS,
+    AuditLogView,
     IncompleteIntent,
     LogFormat,
     ends_ancestor_run,
+    parse_log,
     record_format,
 )
 from rebalancer.audit.records import GENESIS_HASH, encode_record, record_hash
@@ -947,3 +949,13 @@ def validate_file(path: Path | str) -> ValidationReport:
     """Validate the log at ``path`` in one streaming pass (``OSError`` propagates)."""
     with Path(path).open("rb") as handle:
         return validate_lines(handle)
+
+
+def read_and_validate(path: Path | str) -> tuple[AuditLogView, ValidationReport]:
+    """Read the log once and return both the reader's view and the validator's report.
+
+    For recovery: decide from the view only when the report's errors allow it. ``OSError``
+    propagates.
+    """
+    data = Path(path).read_bytes()
+    return parse_log(data), validate_bytes(data)

@@ -645,3 +645,14 @@ def test_bracket_after_run_end_is_flagged_once_per_record() -> None:
     assert _codes(report) == [(len(b.lines) - 1, "order_violation"),
                               (len(b.lines), "order_violation")]
     assert all("after the run ended" in e.message for e in report.errors)
+
+
+def test_read_and_validate_returns_view_and_report(tmp_path) -> None:
+    """One read gives the reader's view and the validator's report of the same bytes."""
+    from rebalancer.audit.validate import read_and_validate
+
+    b = _log(1)
+    path = b.write(tmp_path / "audit.jsonl")
+    view, report = read_and_validate(path)
+    assert report.valid
+    assert len(view.records) == report.records == len(b.lines)
