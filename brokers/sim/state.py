@@ -37,12 +37,19 @@ def from_us(t_us: int) -> datetime:
 
 def fmt_ts(t_us: int) -> str:
     """RFC 3339 UTC with microseconds and a ``Z``."""
-    return from_us(t_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    d = from_us(t_us)
+    return (
+        f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+        f".{d.microsecond:06d}Z"
+    )
 
 
 def parse_ts(text: str) -> int:
-    """Inverse of ``fmt_ts``."""
-    return to_us(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC))
+    """Inverse of ``fmt_ts`` (any RFC 3339 time with an offset is accepted)."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"time without a timezone: {text!r}")
+    return to_us(when)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -203,7 +210,9 @@ def dump_state(state: SimState) -> bytes:
         "next_perm_id": state.next_perm_id,
         "next_order_ids": {str(k): v for k, v in sorted(state.next_order_ids.items())},
     }
-    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
+    # Compact on purpose: the C encoder is used only without indentation (pretty-print the
+    # file with ``python -m json.tool`` to read it).
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def _dump_order(o: SimOrder) -> dict[str, Any]:

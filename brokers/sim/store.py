@@ -5,6 +5,12 @@ file itself is replaced on every write, so it cannot carry the lock), reads the 
 the caller change it, and writes it back through a temporary file, ``fsync`` and ``rename``
 (plus an ``fsync`` of the directory). Waiting for the lock is bounded. Blocking: run it in a
 worker thread.
+
+Parsing a long history on every call would make polling slow, so each store keeps the state it
+last saw and reuses it while the file is unchanged. "Unchanged" is decided by a generation token
+that every writer puts in the lock file *before* it replaces the state file (so a crash between
+the two can only cause a needless re-read), plus the state file's inode and size (so a state
+file deleted or replaced by hand is noticed).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 LOCK_POLL_SECS = 0.002
+TOKEN_BYTES = 32
 
 
 class StateStore:
@@ -34,6 +41,7 @@ class StateStore:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
         self.lock_timeout = lock_timeout
+        self._cache: tuple[bytes, tuple[int, int], SimState] | None = None
 
     def transact(
         self,
@@ -42,15 +50,41 @@ class StateStore:
     ) -> T:
         """Run ``apply`` on the current state (``init()`` when there is none yet) under the
         lock; write the state back when ``apply`` says it changed it (or it is new)."""
-        with self._locked(exclusive=True):
-            state = self._read()
-            created = state is None
+        with self._locked(exclusive=True) as lock_fd:
+            token = os.pread(lock_fd, TOKEN_BYTES, 0)
+            state = self._cached(token)
+            created = False
             if state is None:
-                state = init()
-            result, changed = apply(state)
-            if changed or created:
-                self._write(state)
+                self._cache = None
+                state = self._read()
+                created = state is None
+                if state is None:
+                    state = init()
+            try:
+                result, changed = apply(state)
+                if changed or created:
+                    token = os.urandom(TOKEN_BYTES // 2).hex().encode()
+                    os.pwrite(lock_fd, token, 0)
+                    self._write(state)
+            except BaseException:
+                self._cache = None
+                raise
+            self._cache = (token, self._identity() or (0, 0), state)
             return result
+
+    def _cached(self, token: bytes) -> SimState | None:
+        if self._cache is None or not token or self._cache[0] != token:
+            return None
+        if self._identity() != self._cache[1]:
+            return None
+        return self._cache[2]
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size
 
     def read(self) -> SimState | None:
         """The stored state as it is (no simulation step), or ``None`` when there is none."""
@@ -60,7 +94,7 @@ class StateStore:
             return self._read()
 
     @contextlib.contextmanager
-    def _locked(self, *, exclusive: bool) -> Iterator[None]:
+    def _locked(self, *, exclusive: bool) -> Iterator[int]:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -82,7 +116,7 @@ class StateStore:
                             f"{self.lock_timeout:g} s"
                         ) from None
                     time.sleep(LOCK_POLL_SECS)
-            yield
+            yield fd
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 

@@ -47,7 +47,7 @@ async def test_same_seed_and_calls_give_byte_identical_state(tmp_path: Path) -> 
     first = await _scenario(tmp_path / "one.json")
     second = await _scenario(tmp_path / "two.json")
     assert first == second
-    assert b'"exec_id": "sim.00100001.01"' in first
+    assert b'"exec_id":"sim.00100001.01"' in first
 
 
 async def test_partial_fills_follow_the_schedule_and_never_beat_the_limit(tmp_path: Path) -> None:
@@ -280,3 +280,19 @@ async def test_demo_account_and_universe(tmp_path: Path) -> None:
         assert q.bid is not None
         assert q.ask is not None
         assert Decimal(20) <= q.bid < q.ask <= Decimal(1000)
+
+
+async def test_each_client_sees_the_others_writes_and_a_deleted_state(tmp_path: Path) -> None:
+    """A client's cached state is refreshed after another client writes, and a state file
+    deleted by hand starts over from the demo account."""
+    clock = ManualClock()
+    path = tmp_path / "s.json"
+    a, b = broker(settings(path), clock, client_id=1), broker(settings(path), clock, client_id=2)
+    await a.connect()
+    await b.connect()
+    assert await a.open_orders() == ()
+    await b.place_order(order("rb1-b", limit="150.00"))
+    assert [o.client_order_id for o in await a.open_orders()] == ["rb1-b"]
+    path.unlink()
+    assert await a.open_orders() == ()
+    assert (await a.account_summary()).cash == Decimal("40000.00")
