@@ -11,6 +11,10 @@ No I/O and no clock: the caller passes ``now_us``. Rules:
 3. The schedule of an order is fixed at placement from (seed, perm id), so the same calls at the
    same times give the same fills whichever process materialises them, and whenever.
 4. Every change of an order appends one ``SimEvent`` (a new execution carries its exec id).
+   Events of all orders are materialised in time order (ties by perm id), so how often and
+   when anyone looked does not change the outcome.
+5. No session: DAY orders do not expire; an unmarketable order rests until it is cancelled or
+   the quote moves (only with ``drift_bps`` > 0).
 """
 
 from __future__ import annotations
@@ -51,11 +55,28 @@ class CancelOutcome:
 
 
 def advance(state: SimState, now_us: int) -> bool:
-    """Materialise fills and cancels up to ``now_us``. True when anything changed."""
-    changed = False
+    """Materialise fills and cancels up to ``now_us``, across all orders in time order (ties by
+    perm id), so the result does not depend on how often anyone looked. True when anything
+    changed."""
+    pending: dict[int, tuple[int, int]] = {}
+    by_perm: dict[int, SimOrder] = {}
     for order in state.orders:
         if not order.status.is_terminal:
-            changed |= _progress(state, order, now_us)
+            by_perm[order.perm_id] = order
+            due = _next_event(state, order, now_us)
+            if due is not None:
+                pending[order.perm_id] = due
+    changed = False
+    while pending:
+        perm_id = min(pending, key=lambda p: (pending[p][0], p))
+        when, _kind = pending.pop(perm_id)
+        order = by_perm[perm_id]
+        _apply_event(state, order, when)
+        changed = True
+        if not order.status.is_terminal:
+            due = _next_event(state, order, now_us)
+            if due is not None:
+                pending[perm_id] = due
     return changed
 
 
@@ -145,7 +166,7 @@ def cancel(
     order.cancel_us = now_us + cancel_delay_us
     order.updated_us = now_us
     _emit(state, order, now_us, message="cancel requested")
-    _progress(state, order, now_us)
+    advance(state, now_us)
     return CancelOutcome(accepted=True)
 
 
@@ -230,43 +251,39 @@ def _schedule(
     return [(d * US_PER_MS, base + (1 if i < extra else 0)) for i, d in enumerate(delays)]
 
 
-def _progress(state: SimState, order: SimOrder, now_us: int) -> bool:
-    changed = False
+_FILL, _CANCEL = 0, 1
+
+
+def _next_event(state: SimState, order: SimOrder, now_us: int) -> tuple[int, int] | None:
+    """The order's next fill or cancel at or before ``now_us``: (time, kind), or ``None``."""
     market = state.market
-    while order.next_chunk < len(order.schedule):
+    if order.next_chunk < len(order.schedule):
         due = order.placed_us + order.schedule[order.next_chunk][0]
         start = max(order.scan_us, due)
         horizon = now_us if order.cancel_us is None else min(now_us, order.cancel_us - 1)
-        if start > horizon:
-            break
-        when: int | None = None
         t = start
         for _ in range(MAX_SCAN_STEPS):
-            if marketable(order.side, order.limit_price, book(market, order.symbol, t)):
-                when = t
-                break
-            if not market.drift_bps:
-                t = horizon + 1
-                break
-            t = next_move(market, t)
             if t > horizon:
                 break
-        if when is None:
-            order.scan_us = max(order.scan_us, min(t, horizon + 1))
-            break
-        shares = order.schedule[order.next_chunk][1]
-        _fill(state, order, shares, fill_price(order.side, book(market, order.symbol, when)), when)
-        changed = True
-    if (
-        order.cancel_us is not None
-        and order.cancel_us <= now_us
-        and not order.status.is_terminal
-    ):
+            if marketable(order.side, order.limit_price, book(market, order.symbol, t)):
+                return t, _FILL
+            t = next_move(market, t) if market.drift_bps else horizon + 1
+        if t > start:
+            order.scan_us = t  # nothing before t can fill this chunk: skip it next time
+    if order.cancel_us is not None and order.cancel_us <= now_us:
+        return order.cancel_us, _CANCEL
+    return None
+
+
+def _apply_event(state: SimState, order: SimOrder, when: int) -> None:
+    if order.cancel_us is not None and when >= order.cancel_us:
         order.status = OrderStatus.CANCELLED
-        order.updated_us = order.cancel_us
-        _emit(state, order, order.cancel_us, message="cancelled")
-        changed = True
-    return changed
+        order.updated_us = when
+        _emit(state, order, when, message="cancelled")
+        return
+    shares = order.schedule[order.next_chunk][1]
+    price = fill_price(order.side, book(state.market, order.symbol, when))
+    _fill(state, order, shares, price, when)
 
 
 def _fill(state: SimState, order: SimOrder, shares: int, price: Decimal, t_us: int) -> None:
