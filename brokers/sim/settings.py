@@ -46,32 +46,50 @@ DEMO_POSITIONS: tuple[SimPosition, ...] = tuple(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimFaults:
-    """Fault switches. All off by default; each one acts on the process that sets it."""
+    """Fault switches (``[broker.sim.faults]``). All off by default; each acts on the process
+    whose config sets it (the market and the orders are shared, the faults are not).
+
+    Codes follow IB: 200 no security definition, 201 order rejected, 163 price outside the
+    percentage band, 110 price not a whole number of cents, 10147 cancel target not found for
+    this client, 10148 order not cancellable (its state is in the text).
+    """
 
     ack_latency_ms: int = setting(
         0, lo=0, hi=60_000, doc="place_order records the order, then waits this long to return"
     )
+    """A caller that gives up during the wait does not know the outcome; the order works."""
     reject_symbols: tuple[str, ...] = ()
-    """Orders in these symbols are refused (code 201)."""
+    """Orders in these symbols are refused (code 201) and recorded as REJECTED orders."""
     check_buying_power: bool = False
-    """Refuse buys beyond free cash and sells beyond the free position (code 201)."""
+    """Refuse buys beyond free cash (cash minus working buys at their limits) and sells beyond
+    the free position (held shares minus working sells), with code 201."""
     disconnect_at_request: int = setting(0, lo=0, doc="0 = never; n = the n-th request fails")
+    """Requests are counted per ``SimBroker`` object from its construction (connect, close and
+    update polls are not requests). The n-th raises ``BrokerUnavailable`` without reaching the
+    broker; every call then fails the same way, and the update stream raises, until
+    ``connect()`` is called again. It fires once."""
     lose_ack_for_symbols: tuple[str, ...] = ()
-    """Orders in these symbols reach the market, but place_order raises OutcomeUnknown."""
+    """Orders in these symbols reach the market and work normally, but ``place_order`` raises
+    ``OutcomeUnknown``; ``brokers.lookup.find_order`` finds them."""
     duplicate_callbacks: bool = False
-    """order_updates yields every update twice."""
+    """``order_updates`` yields every status and fill update twice in a row."""
     cancel_races_fill: bool = False
-    """A cancel of a working order finds it filled: the order fills fully and the cancel is
-    refused (code 10148, "state: Filled")."""
+    """A cancel of a working order finds it filled: the rest fills at once (at the touch when
+    marketable, else at the limit) and the cancel is refused (code 10148, "state: Filled")."""
     cancel_race_accepts: bool = False
-    """With ``cancel_races_fill``: the cancel is accepted, yet the order ends FILLED."""
+    """With ``cancel_races_fill``: the cancel is accepted (PENDING_CANCEL), yet the order ends
+    FILLED."""
     stale_quote_symbols: tuple[str, ...] = ()
+    """Quotes of these symbols carry a timestamp ``stale_quote_age_secs`` old."""
     stale_quote_age_secs: int = setting(3600, lo=1)
     delayed_quote_symbols: tuple[str, ...] = ()
+    """Quotes of these symbols are marked ``MarketDataType.DELAYED``."""
     no_bid_ask_symbols: tuple[str, ...] = ()
+    """Quotes of these symbols have no bid and no ask (only a last price)."""
     price_band_pct: Decimal = setting(
         Decimal("0"), lo=0, hi=100, doc="0 = no band; else limits farther from mid are refused"
     )
+    """Limits more than this percentage away from the current mid are refused (code 163)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
