@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -740,14 +740,8 @@ class AuditLogView:
     """Every bracket in intent order."""
     size: int
     """Bytes read."""
-
-    @property
-    def format(self) -> LogFormat:
-        """``rebalancer``, ``nanobook`` or ``mixed`` (an empty log counts as ``rebalancer``)."""
-        kinds = {r.format for r in self.records}
-        if len(kinds) > 1:
-            return "mixed"
-        return "nanobook" if kinds == {"nanobook"} else "rebalancer"
+    format: LogFormat
+    """``rebalancer``, ``nanobook`` or ``mixed`` over the whole file (empty: ``rebalancer``)."""
 
     @property
     def incomplete_intents(self) -> tuple[IncompleteIntent, ...]:
@@ -776,10 +770,11 @@ class AuditLogView:
 
 
 class _Group:
-    __slots__ = ("brackets", "format", "open", "orphans", "records", "run_id")
+    __slots__ = ("brackets", "format", "kept", "open", "orphans", "records", "run_id")
 
     def __init__(self, run_id: str, fmt: Format) -> None:
         self.run_id = run_id
+        self.kept = True
         self.format: Format = fmt
         self.records: list[Record] = []
         self.brackets: list[_OpenBracket] = []
@@ -809,60 +804,82 @@ def _ancestor_match(group: _Group, result: Record, operation: str) -> _OpenBrack
     return candidates[0]
 
 
-def parse_log(data: bytes) -> AuditLogView:
-    """Parse a whole log's bytes into records, runs and brackets. Never raises on bad content."""
-    records: list[Record] = []
+def parse_log(data: bytes, *, run_ids: Collection[str] | None = None) -> AuditLogView:
+    """Parse a whole log's bytes into records, runs and brackets. Never raises on bad content.
+
+    ``run_ids`` keeps only those runs/invocations (see ``read_log``).
+    """
+    return parse_lines(io.BytesIO(data), run_ids=run_ids)
+
+
+def read_log(path: Path | str, *, run_ids: Collection[str] | None = None) -> AuditLogView:
+    """Read and parse the log at ``path`` in one streaming pass (``OSError`` propagates).
+
+    With ``run_ids``, only the records of those runs/invocations are kept (plus results that
+    answer their intents from other invocations), which bounds memory on a long log: e.g.
+    ``read_log(p, run_ids={report.last_run_id, *(i.run_id for i in report.incomplete_intents)})``
+    after ``validate_file(p)``. Ancestor run ids are ``nanobook@<line>``.
+    """
+    with Path(path).open("rb") as handle:
+        return parse_lines(handle, run_ids=run_ids)
+
+
+def parse_lines(
+    chunks: Iterable[bytes], *, run_ids: Collection[str] | None = None
+) -> AuditLogView:
+    """Parse a log given as its physical lines (each with its ``\\n``; the last may lack it)."""
+    builder = _ViewBuilder(None if run_ids is None else frozenset(run_ids))
     problems: list[LineProblem] = []
     pending: list[LineProblem] = []  # non-records since the last record (may be the torn tail)
-    last_line: RawLine | None = None
-    for raw in split_lines(data):
-        last_line = raw
-        obj, code, message = parse_line(raw.data)
+    offset = 0
+    number = 0
+    last_terminated = True
+    for chunk in chunks:
+        number += 1
+        terminated = chunk.endswith(b"\n")
+        last_terminated = terminated
+        body = chunk[:-1] if terminated else chunk
+        start = offset
+        offset += len(chunk)
+        obj, code, message = parse_line(body)
         if obj is None:
             pending.append(LineProblem(
-                line=raw.line, offset=raw.offset, code=code or "malformed_json", message=message
+                line=number, offset=start, code=code or "malformed_json", message=message
             ))
             continue
-        if not raw.terminated:
-            pending.append(
-                LineProblem(
-                    line=raw.line,
-                    offset=raw.offset,
-                    code="malformed_json",
-                    message="last line has no newline",
-                )
-            )
+        if not terminated:
+            pending.append(LineProblem(
+                line=number, offset=start, code="malformed_json",
+                message="last line has no newline",
+            ))
             continue
-        problems.extend(pending)
-        pending.clear()
-        records.append(
-            Record(line=raw.line, offset=raw.offset, format=record_format(obj), fields=obj)
-        )
-    torn = _torn_tail(pending, last_line, len(data))
+        if pending:
+            problems.extend(pending)
+            pending.clear()
+        builder.add(Record(line=number, offset=start, format=record_format(obj), fields=obj))
+    torn = _torn_tail(pending, last_terminated, offset)
     if torn is None:
         problems.extend(pending)
-    runs, brackets = _group(records)
+    runs, brackets = builder.freeze()
     return AuditLogView(
-        records=tuple(records),
+        records=tuple(builder.records),
         problems=tuple(problems),
         torn_tail=torn,
         runs=runs,
         brackets=brackets,
-        size=len(data),
+        size=offset,
+        format=builder.log_format(),
     )
 
 
-def _torn_tail(
-    pending: list[LineProblem], last_line: RawLine | None, size: int
-) -> TornTail | None:
+def _torn_tail(pending: list[LineProblem], last_terminated: bool, size: int) -> TornTail | None:
     """The torn region: trailing non-records, unless they are only newline-ended blank lines."""
-    if not pending or last_line is None:
+    if not pending:
         return None
-    only_blank = all(p.code == "blank_line" for p in pending)
-    if only_blank and last_line.terminated and b"\x00" not in last_line.data:
+    if last_terminated and all(p.code == "blank_line" for p in pending):
         return None
     first = pending[0]
-    if not last_line.terminated and len(pending) == 1:
+    if not last_terminated and len(pending) == 1:
         reason = "last line has no newline"
     else:
         reason = pending[-1].message if len(pending) == 1 else (
@@ -871,46 +888,76 @@ def _torn_tail(
     return TornTail(line=first.line, offset=first.offset, length=size - first.offset, reason=reason)
 
 
-def _group(records: list[Record]) -> tuple[tuple[Run, ...], tuple[Bracket, ...]]:
-    groups: dict[str, _Group] = {}
-    order: list[_Group] = []
-    by_op: dict[str, _OpenBracket] = {}
-    all_brackets: list[_OpenBracket] = []
-    ancestor: _Group | None = None
-    for record in records:
+class _ViewBuilder:
+    """Groups records into runs and pairs brackets, one record at a time."""
+
+    def __init__(self, keep: frozenset[str] | None) -> None:
+        self.keep = keep
+        self.records: list[Record] = []
+        self.groups: dict[str, _Group] = {}
+        self.order: list[_Group] = []
+        self.by_op: dict[str, _OpenBracket] = {}
+        self.brackets: list[_OpenBracket] = []
+        self.ancestor: _Group | None = None
+        self.formats: set[str] = set()
+
+    def log_format(self) -> LogFormat:
+        if len(self.formats) > 1:
+            return "mixed"
+        return "nanobook" if self.formats == {"nanobook"} else "rebalancer"
+
+    def _group_of(self, record: Record) -> _Group:
         if record.format == "rebalancer":
             key = record.run_id or "?"
-            group = groups.get(key)
+            group = self.groups.get(key)
             if group is None:
-                group = groups[key] = _Group(key, "rebalancer")
-                order.append(group)
-        else:
-            if ancestor is None or record.event == "run_started":
-                key = f"nanobook@{record.line}"
-                ancestor = groups[key] = _Group(key, "nanobook")
-                order.append(ancestor)
-            group = ancestor
-        group.records.append(record)
+                group = self.groups[key] = _Group(key, "rebalancer")
+                group.kept = self.keep is None or key in self.keep
+                if group.kept:
+                    self.order.append(group)
+            return group
+        if self.ancestor is None or record.event == "run_started":
+            key = f"nanobook@{record.line}"
+            self.ancestor = self.groups[key] = _Group(key, "nanobook")
+            self.ancestor.kept = self.keep is None or key in self.keep
+            if self.ancestor.kept:
+                self.order.append(self.ancestor)
+        return self.ancestor
+
+    def add(self, record: Record) -> None:
+        self.formats.add(record.format)
+        group = self._group_of(record)
         event = record.event
+        if not group.kept:
+            # Only a result answering a kept intent (e.g. written by a recover invocation).
+            op_id = record.op_id if record.format == "rebalancer" else None
+            answered = self.by_op.get(op_id) if op_id is not None else None
+            if answered is not None and answered.result is None and (
+                RESULT_EVENTS.get(event) == answered.operation
+            ):
+                answered.result = record
+            return
+        self.records.append(record)
+        group.records.append(record)
         operation = INTENT_EVENTS.get(event)
         if operation is not None:
             bracket = _OpenBracket(operation, record, group.run_id)
             group.brackets.append(bracket)
-            all_brackets.append(bracket)
+            self.brackets.append(bracket)
             if record.format == "rebalancer":
                 op_id = record.op_id
-                if op_id is not None and op_id not in by_op:
-                    by_op[op_id] = bracket
+                if op_id is not None and op_id not in self.by_op:
+                    self.by_op[op_id] = bracket
             else:
                 group.open.append(bracket)
-            continue
+            return
         operation = RESULT_EVENTS.get(event)
         if operation is None:
-            continue
+            return
         match: _OpenBracket | None
         if record.format == "rebalancer":
             op_id = record.op_id
-            match = by_op.get(op_id) if op_id is not None else None
+            match = self.by_op.get(op_id) if op_id is not None else None
             if match is not None and (match.result is not None or match.operation != operation):
                 match = None
         else:
@@ -921,23 +968,21 @@ def _group(records: list[Record]) -> tuple[tuple[Run, ...], tuple[Bracket, ...]]
             group.orphans.append(record)
         else:
             match.result = record
-    frozen: dict[int, Bracket] = {
-        id(b): Bracket(operation=b.operation, intent=b.intent, result=b.result, run_id=b.run_id)
-        for b in all_brackets
-    }
-    runs = tuple(
-        Run(
-            run_id=g.run_id,
-            format=g.format,
-            records=tuple(g.records),
-            brackets=tuple(frozen[id(b)] for b in g.brackets),
-            orphan_results=tuple(g.orphans),
+
+    def freeze(self) -> tuple[tuple[Run, ...], tuple[Bracket, ...]]:
+        frozen: dict[int, Bracket] = {
+            id(b): Bracket(operation=b.operation, intent=b.intent, result=b.result,
+                           run_id=b.run_id)
+            for b in self.brackets
+        }
+        runs = tuple(
+            Run(
+                run_id=g.run_id,
+                format=g.format,
+                records=tuple(g.records),
+                brackets=tuple(frozen[id(b)] for b in g.brackets),
+                orphan_results=tuple(g.orphans),
+            )
+            for g in self.order
         )
-        for g in order
-    )
-    return runs, tuple(frozen[id(b)] for b in all_brackets)
-
-
-def read_log(path: Path | str) -> AuditLogView:
-    """Read and parse the log at ``path`` (``OSError`` propagates to the caller)."""
-    return parse_log(Path(path).read_bytes())
+        return runs, tuple(frozen[id(b)] for b in self.brackets)

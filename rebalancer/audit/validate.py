@@ -91,6 +91,8 @@ class ValidationReport:
     """Errors found; ``errors`` keeps at most ``MAX_ISSUES`` of them."""
     incomplete_runs: tuple[str, ...] = field(default=())
     """Run ids of runs that did not reach a terminal event."""
+    last_run_id: str | None = None
+    """The id of the last run started in the file (ancestor runs: ``nanobook@<line>``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document of ``rebalancer audit validate --json``."""
@@ -110,6 +112,7 @@ class ValidationReport:
                 for i in self.incomplete_intents
             ],
             "incomplete_runs": list(self.incomplete_runs),
+            "last_run_id": self.last_run_id,
             "format": self.format,
             "runs": self.runs,
             "records": self.records,
@@ -315,6 +318,7 @@ class _Validator:
         self.last_hash: str | None = None
         self.last_hash_line = 0
         self.last_ts = ""
+        self.last_run_id: str | None = None
         self.skipped = 0  # damaged lines since the last record of ours
         self.runs: dict[str, _Run] = {}
         self.open: dict[str, _Open] = {}
@@ -571,6 +575,7 @@ class _Validator:
                            f"(first at line {run.first_line})")
                 return
             self.runs[run_id] = _Run(run_id, line, True)
+            self.last_run_id = run_id
             return
         if run is None:
             run = self.runs[run_id] = _Run(run_id, line, False)
@@ -780,6 +785,7 @@ class _Validator:
             run = self.ancestor_run = _AncestorRun(line, event == "run_started")
             self.ancestor_runs.append(run)
             if event == "run_started":
+                self.last_run_id = run.run_id
                 return
         self._ancestor_rules(obj, event, run)
 
@@ -899,6 +905,7 @@ class _Validator:
             torn_tail_offset=torn_offset,
             error_count=self.error_count,
             incomplete_runs=tuple(run_id for _, run_id in unfinished),
+            last_run_id=self.last_run_id,
         )
 
 

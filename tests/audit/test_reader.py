@@ -246,3 +246,42 @@ def test_ancestor_order_trails_match_fills_by_symbol() -> None:
         ("GLD", "a17e2c55d3904b0f8e6b19c4d2f03a88", 0, None)]
     assert [len(t.placements) for t in trails] == [1, 1]
     assert trails[1].placements[0].ok is False
+
+
+def test_selective_read_keeps_only_the_named_runs(tmp_path) -> None:
+    """read_log(run_ids=...) keeps the named runs; the format still reflects the whole file."""
+    from rebalancer.audit.validate import validate_file
+
+    b = LogBuilder()
+    add_full_run(b, "old-1")
+    add_run_start(b, "mid-2")
+    b.intent("quotes_intent", "mid-2")
+    add_full_run(b, "last-3")
+    path = b.write(tmp_path / "audit.jsonl")
+    report = validate_file(path)
+    assert report.last_run_id == "last-3"
+    keep = {report.last_run_id, *(i.run_id for i in report.incomplete_intents)}
+    view = read_log(path, run_ids={k for k in keep if k is not None})
+    assert [r.run_id for r in view.runs] == ["mid-2", "last-3"]
+    assert [i.run_id for i in view.incomplete_intents] == ["mid-2"]
+    assert all(r.run_id in ("mid-2", "last-3") for r in view.records)
+    assert view.format == "rebalancer"
+    assert view.size == len(b.data())
+
+
+def test_selective_read_pairs_results_written_by_another_invocation() -> None:
+    """A result recorded under a recover invocation still closes the kept run's intent."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[])
+    b.add("risk_check_passed", "r1", checks=[])
+    op = b.intent("order_intent", "r1", client_order_id="c1", symbol="SPY")
+    b.result("order_failed", "recover-1", op, client_order_id="c1", symbol="SPY",
+             error_class="rejected", error_type="NotFound", error_message="not at broker")
+    view = parse_log(b.data(), run_ids={"r1"})
+    bracket = view.runs[0].brackets[-1]
+    assert bracket.operation == "place_order"
+    assert bracket.result is not None
+    assert bracket.result.run_id == "recover-1"
+    assert view.incomplete_intents == ()
+    assert [r.run_id for r in view.runs] == ["r1"]
