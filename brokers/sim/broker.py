@@ -84,6 +84,7 @@ class SimBroker:
         self._lost = False
         self._requests = 0
         self._seen_seq = 0
+        self._connect_seq = 0
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -114,6 +115,7 @@ class SimBroker:
             )
         self._connected = True
         self._lost = False
+        self._connect_seq = self._seen_seq
 
     async def close(self) -> None:
         """Disconnect; idempotent."""
@@ -214,13 +216,18 @@ class SimBroker:
             raise OrderRejected(outcome.code, outcome.message)
 
     def order_updates(self) -> AsyncIterator[OrderUpdate]:
-        """Updates of this client's orders from now on (every change after the last operation
-        this object made), polled from the state file."""
+        """Updates of this client's orders from now on, polled from the state file.
+
+        "Now" is the last operation this object made before the call (or, for an iterator
+        made before ``connect``, the connect): every later change is yielded, including fills
+        of older orders that are materialised later. Earlier history is never replayed.
+        """
         return self._updates(self._seen_seq)
 
     async def _updates(self, after_seq: int) -> AsyncIterator[OrderUpdate]:
         repeat = 2 if self._settings.faults.duplicate_callbacks else 1
         client_id = self._client_id
+        after_seq = max(after_seq, self._connect_seq)
         while True:
             if self._lost:
                 raise BrokerUnavailable("simulated broker connection lost")

@@ -268,3 +268,22 @@ async def test_quote_faults_stale_delayed_and_missing_bid_ask(tmp_path: Path) ->
     assert spy.data_type is MarketDataType.LIVE
     assert spy.bid is not None
     assert spy.ask is not None
+
+
+async def test_update_stream_made_before_connect_does_not_replay_history(tmp_path: Path) -> None:
+    """An update iterator created before connect() starts at the connect: a reused client id
+    does not get its earlier orders' history, only what happens afterwards."""
+    clock = ManualClock()
+    cfg = settings(tmp_path / "s.json")
+    first = broker(cfg, clock)
+    await first.connect()
+    await first.place_order(order("rb1-old"))
+    clock.advance(1)
+    await first.positions()
+    await first.close()
+    again = broker(cfg, clock)
+    updates = again.order_updates()
+    await again.connect()
+    await again.place_order(order("rb1-new"))
+    got = await _read_updates(updates, 1)
+    assert [(u.client_order_id, u.status) for u in got] == [("rb1-new", OrderStatus.WORKING)]
