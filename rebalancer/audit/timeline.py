@@ -150,10 +150,9 @@ def _header(run: Run) -> str:
 def render_timeline(view: AuditLogView, report: ValidationReport | None = None,
                     *, run_id: str | None = None) -> list[str]:
     """The timeline as lines of text; ``run_id`` limits it to one run or invocation."""
-    lines: list[str] = [
-        f"audit log: {view.format} format, {len(view.records)} records, "
-        f"{sum(1 for r in view.runs if r.is_run)} run(s)"
-    ]
+    records = len(view.records) if report is None else report.records
+    runs = sum(1 for r in view.runs if r.is_run) if report is None else report.runs
+    lines: list[str] = [f"audit log: {view.format} format, {records} records, {runs} run(s)"]
     incomplete = {id(b.intent) for b in view.brackets if b.result is None}
     for run in view.runs:
         if run_id is not None and run.run_id != run_id:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rebalancer.audit.reader import parse_log
+from rebalancer.audit.reader import read_log
 from rebalancer.audit.timeline import render_timeline
-from rebalancer.audit.validate import ValidationReport, validate_bytes, validate_file
+from rebalancer.audit.validate import ValidationReport, validate_file
 from rebalancer.cli._common import add_config_arg, add_json_arg, emit_json, say
 from rebalancer.errors import InputError
 from rebalancer.exit_codes import ExitCode
@@ -34,7 +34,9 @@ def register(sub: Any) -> None:
 
     show = actions.add_parser("show", help="print a readable timeline of a log")
     _log_arg(show)
-    show.add_argument("--run", metavar="RUN_ID", help="only this run or invocation")
+    which = show.add_mutually_exclusive_group()
+    which.add_argument("--run", metavar="RUN_ID", help="only this run or invocation")
+    which.add_argument("--last", action="store_true", help="only the last run started")
     show.set_defaults(handler=_show)
 
     repair = actions.add_parser(
@@ -88,13 +90,19 @@ def _summary(path: Path, report: ValidationReport) -> list[str]:
 def _show(args: argparse.Namespace) -> ExitCode:
     path: Path = args.log
     try:
-        data = path.read_bytes()
+        # Validate first (streaming, small memory), then keep only the records to be shown.
+        report = validate_file(path)
+        run_id: str | None = args.run
+        if args.last:
+            if report.last_run_id is None:
+                raise InputError(path, "the log holds no run")
+            run_id = report.last_run_id
+        view = read_log(path, run_ids=None if run_id is None else {run_id})
     except OSError as exc:
         raise _unreadable(path, exc) from None
-    view = parse_log(data)
-    if args.run is not None and view.run(args.run) is None:
-        raise InputError(path, f"no run or invocation with id {args.run!r} in the log")
-    for line in render_timeline(view, validate_bytes(data), run_id=args.run):
+    if run_id is not None and view.run(run_id) is None:
+        raise InputError(path, f"no run or invocation with id {run_id!r} in the log")
+    for line in render_timeline(view, report, run_id=run_id):
         say(line)
     return ExitCode.OK
 

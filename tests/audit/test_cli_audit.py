@@ -179,3 +179,24 @@ def test_repair_refuses_mid_file_damage(
 def test_repair_missing_file_is_bad_input(tmp_path: Path) -> None:
     """repair on a missing log exits BAD_INPUT."""
     assert main(["audit", "repair", str(tmp_path / "none.jsonl")]) == ExitCode.BAD_INPUT
+
+
+def test_show_last_prints_only_the_last_run(
+    log_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--last limits the timeline to the last run started."""
+    b = LogBuilder()
+    add_full_run(b, "run-1")
+    add_full_run(b, "run-2")
+    path = _write(log_dir, b.data())
+    assert main(["audit", "show", str(path), "--last"]) == ExitCode.OK
+    headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("==")]
+    assert headers == ["== run run-2 (2026-12-04, 21 records, completed) =="]
+
+
+def test_show_last_on_a_log_without_runs_is_bad_input(log_dir: Path) -> None:
+    """--last on a log that never started a run is bad input."""
+    b = LogBuilder()
+    b.add("latch_cleared", "latch-1", reason="ok")
+    path = _write(log_dir, b.data())
+    assert main(["audit", "show", str(path), "--last"]) == ExitCode.BAD_INPUT
