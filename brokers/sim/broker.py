@@ -13,6 +13,7 @@ may cancel them.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -24,7 +25,7 @@ from brokers.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
 from brokers.sim import engine, views
 from brokers.sim.clock import Clock, SystemClock
 from brokers.sim.state import SimState, to_us
-from brokers.sim.store import StateStore
+from brokers.sim.store import StateStore, hold_client_id
 from brokers.types import OrderAck, OrderStatus
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class SimBroker:
         self._requests = 0
         self._seen_seq = 0
         self._connect_seq = 0
+        self._client_lock: int | None = None
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -113,6 +115,10 @@ class SimBroker:
                 f"simulated broker state {self._store.path} belongs to account {account!r}, "
                 f"not {self._account_id!r}"
             )
+        if self._settings.exclusive_client_ids and self._client_lock is None:
+            self._client_lock = await anyio.to_thread.run_sync(
+                hold_client_id, self._store.path, self._client_id
+            )
         self._connected = True
         self._lost = False
         self._connect_seq = self._seen_seq
@@ -120,6 +126,12 @@ class SimBroker:
     async def close(self) -> None:
         """Disconnect; idempotent."""
         self._connected = False
+        self._release_client_id()
+
+    def _release_client_id(self) -> None:
+        if self._client_lock is not None:
+            os.close(self._client_lock)
+            self._client_lock = None
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -251,6 +263,7 @@ class SimBroker:
         if self._requests == self._settings.faults.disconnect_at_request:
             self._lost = True
             self._connected = False
+            self._release_client_id()
             raise BrokerUnavailable(
                 f"simulated disconnect at request {self._requests}; the request was not sent"
             )

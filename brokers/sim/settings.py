@@ -112,6 +112,10 @@ class SimSettings:
     drift_interval_ms: int = setting(5000, lo=10, hi=86_400_000, doc="quotes move this often")
     commission_per_share: Decimal = setting(Decimal("0.0035"), lo=0, hi=10)
     commission_min: Decimal = setting(Decimal("0.35"), lo=0, hi=1000)
+    exclusive_client_ids: bool = False
+    """As at IB: a client id may be connected once at a time. A second ``connect`` with a
+    client id in use raises ``BrokerUnavailable`` (code 326) until the first connection closes
+    or its process dies."""
     builtin_universe: bool = True
     """Include the demo universe; ``symbols`` adds to it or overrides its entries."""
     symbols: dict[str, SimSymbol] = field(default_factory=dict)

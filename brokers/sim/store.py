@@ -155,3 +155,23 @@ class StateStore:
             raise BrokerUnavailable(
                 f"simulated broker state {self.path}: cannot write: {exc.strerror or exc}"
             ) from None
+
+
+def hold_client_id(state_path: Path, client_id: int) -> int:
+    """Take the exclusive lock that marks ``client_id`` as connected; returns the descriptor
+    to close on disconnect. ``BrokerUnavailable`` (code 326) when another connection holds it.
+    The lock dies with its process, so a killed client frees its id."""
+    path = state_path.with_name(f"{state_path.name}.client-{client_id}.lock")
+    try:
+        state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise BrokerUnavailable(f"simulated broker state {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BrokerUnavailable(
+            f"[326] client id {client_id} is already in use at the simulated broker"
+        ) from None
+    return fd

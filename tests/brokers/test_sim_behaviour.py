@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -296,3 +297,18 @@ async def test_each_client_sees_the_others_writes_and_a_deleted_state(tmp_path: 
     path.unlink()
     assert await a.open_orders() == ()
     assert (await a.account_summary()).cash == Decimal("40000.00")
+
+
+async def test_exclusive_client_ids_refuse_a_second_connection(tmp_path: Path) -> None:
+    """With exclusive client ids, a second connect with an id in use fails with 326 until the
+    first connection closes; other ids are unaffected."""
+    cfg = replace(settings(tmp_path / "s.json"), exclusive_client_ids=True)
+    clock = ManualClock()
+    first, second, other = broker(cfg, clock), broker(cfg, clock), broker(cfg, clock, client_id=2)
+    await first.connect()
+    with pytest.raises(BrokerUnavailable, match=r"\[326\] client id 1"):
+        await second.connect()
+    await other.connect()
+    await first.close()
+    await second.connect()
+    assert (await second.account_summary()).account_id == ACCOUNT

@@ -7,13 +7,14 @@ import select
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from simkit import broker, order, settings
 
-from brokers.errors import OrderRejected
+from brokers.errors import BrokerUnavailable, OrderRejected
 from brokers.lookup import find_order
 from brokers.sim import ManualClock, read_sim_state
 from brokers.types import OrderStatus
@@ -34,14 +35,15 @@ state, client_id, delay_ms, coid, limit, then = sys.argv[1:7]
 
 async def main() -> None:
     cfg = SimSettings(state_file=Path(state), fill_delay_ms_min=int(delay_ms),
-                      fill_delay_ms_max=int(delay_ms))
+                      fill_delay_ms_max=int(delay_ms), exclusive_client_ids=True)
     b = SimBroker(cfg, account_id="DEMO1", client_id=int(client_id))
     await b.connect()
     if coid != "-":
-        ack = await b.place_order(OrderRequest(
-            client_order_id=coid, account_id="DEMO1", symbol="AAPL", side=Side.BUY,
-            quantity=5, limit_price=Decimal(limit)))
-        print("ack", ack.order_id, ack.perm_id, flush=True)
+        for one_coid, one_limit in zip(coid.split(","), limit.split(",")):
+            ack = await b.place_order(OrderRequest(
+                client_order_id=one_coid, account_id="DEMO1", symbol="AAPL", side=Side.BUY,
+                quantity=5, limit_price=Decimal(one_limit)))
+            print("ack", ack.order_id, ack.perm_id, flush=True)
     if then == "hang":
         await anyio.sleep(3600)
     elif then == "list":
@@ -99,13 +101,17 @@ async def test_two_processes_see_each_others_orders(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 async def test_order_of_a_killed_process_keeps_filling(tmp_path: Path) -> None:
-    """A process places an order and is killed with SIGKILL; the order stays at the broker,
-    fills on its schedule, and a new process finds it by client order id."""
+    """A process places two orders and is killed with SIGKILL: its client id is free again,
+    the marketable order keeps filling on its schedule, and a new connection with the same
+    client id finds both by client order id and may cancel the resting one."""
     state = tmp_path / "state.json"
-    proc = _spawn(str(state), "3", "30000", "rb1-orphan", "200.00", "hang")
+    proc = _spawn(str(state), "3", "30000", "rb1-orphan,rb1-resting", "200.00,150.00", "hang")
+    exclusive = replace(settings(state), exclusive_client_ids=True)
     try:
-        line = _read_line(proc)
-        assert line.startswith("ack 1 ")
+        assert _read_line(proc).startswith("ack 1 ")
+        assert _read_line(proc).startswith("ack 2 ")
+        with pytest.raises(BrokerUnavailable, match="326"):
+            await broker(exclusive, ManualClock(datetime.now(UTC)), client_id=3).connect()
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -115,7 +121,7 @@ async def test_order_of_a_killed_process_keeps_filling(tmp_path: Path) -> None:
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     clock = ManualClock(datetime.now(UTC))
-    recovery = broker(settings(state), clock, client_id=1)
+    recovery = broker(exclusive, clock, client_id=3)
     await recovery.connect()
     working = await find_order(recovery, "rb1-orphan", since=SINCE)
     assert working is not None
@@ -124,6 +130,13 @@ async def test_order_of_a_killed_process_keeps_filling(tmp_path: Path) -> None:
     filled = await find_order(recovery, "rb1-orphan", since=SINCE)
     assert filled is not None
     assert (filled.status, filled.filled) == (OrderStatus.FILLED, 5)
+    resting = await find_order(recovery, "rb1-resting", since=SINCE)
+    assert resting is not None
+    assert resting.status is OrderStatus.WORKING
+    await recovery.cancel_order(resting.order_id)  # the same client id may cancel it
+    cancelled = await find_order(recovery, "rb1-resting", since=SINCE)
+    assert cancelled is not None
+    assert cancelled.status is OrderStatus.CANCELLED
     view = read_sim_state(state)
     assert view is not None
     assert view.submissions("rb1-orphan") == 1
