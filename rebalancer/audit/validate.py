@@ -270,7 +270,7 @@ class _Open:
 
 class _Run:
     __slots__ = ("ended_line", "first_line", "has_completed", "is_run", "last_event", "open_ops",
-                 "phase", "run_id")
+                 "phase", "placed", "planned", "run_id")
 
     def __init__(self, run_id: str, first_line: int, is_run: bool) -> None:
         self.run_id = run_id
@@ -281,6 +281,8 @@ class _Run:
         self.ended_line = 0
         self.has_completed = False
         self.open_ops: set[str] = set()
+        self.planned: frozenset[str] | None = None  # client ids of the last diff_computed
+        self.placed: dict[str, int] = {}  # client id -> line of its first order_intent
 
 
 class _AncestorRun:
@@ -620,6 +622,11 @@ class _Validator:
             return
         if event == "diff_computed":
             self._diff_reads_closed(run)
+            rows = obj.get("orders")
+            if isinstance(rows, list):
+                run.planned = frozenset(
+                    r["client_order_id"] for r in rows
+                    if isinstance(r, dict) and isinstance(r.get("client_order_id"), str))
         if nxt >= Phase.ENDED and run.phase < Phase.ENDED:
             run.ended_line = line
         if event == "run_completed":
@@ -698,6 +705,23 @@ class _Validator:
         self.op_lines[op_id] = self.line
         self.open[op_id] = _Open(self.line, operation, run.run_id, cid, symbol)
         run.open_ops.add(op_id)
+        if event == "order_intent" and run.is_run and cid is not None:
+            self._order_planned(run, cid)
+
+    def _order_planned(self, run: _Run, cid: str) -> None:
+        # Safety signals, not corruption: an order the plan did not contain, or a second
+        # submission of the same client order id within one run.
+        if run.planned is not None and cid not in run.planned:
+            self.warn("order_not_planned",
+                      f"order_intent for client_order_id {cid} is not in the run's "
+                      "diff_computed orders", self.line)
+        first = run.placed.get(cid)
+        if first is None:
+            run.placed[cid] = self.line
+        else:
+            self.warn("order_resubmitted",
+                      f"client_order_id {cid} was already submitted at line {first} in run "
+                      f"{run.run_id}", self.line)
 
     def _result(self, obj: dict[str, Any], event: str, operation: str, run: _Run) -> None:
         cid, _symbol = self._order_fields(obj, event)

@@ -656,3 +656,32 @@ def test_read_and_validate_returns_view_and_report(tmp_path) -> None:
     view, report = read_and_validate(path)
     assert report.valid
     assert len(view.records) == report.records == len(b.lines)
+
+
+def test_order_outside_the_plan_is_warned_about() -> None:
+    """An order intent whose client id is not in the run's diff is valid but warned about."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[order_row("r1", 0, "SPY", "BUY", 1, "600.00")])
+    b.add("risk_check_passed", "r1", checks=[])
+    b.bracket("order_intent", "r1", client_order_id="rogue-1", symbol="TLT")
+    report = validate_bytes(b.data())
+    assert report.valid
+    first = report.warnings[0]
+    assert (first.line, first.code) == (len(b.lines) - 1, "order_not_planned")
+
+
+def test_second_submission_of_a_client_order_id_is_warned_about() -> None:
+    """The same client order id placed twice in one run is flagged (possible duplicate order)."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    row = order_row("r1", 0, "SPY", "BUY", 1, "600.00")
+    b.add("diff_computed", "r1", orders=[row])
+    b.add("risk_check_passed", "r1", checks=[])
+    key = {"client_order_id": row["client_order_id"], "symbol": "SPY"}
+    b.bracket("order_intent", "r1", **key)
+    b.bracket("order_intent", "r1", **key)
+    report = validate_bytes(b.data())
+    assert report.valid
+    codes = [(w.line, w.code) for w in report.warnings]
+    assert codes == [(len(b.lines) - 1, "order_resubmitted"), (1, "run_incomplete")]
