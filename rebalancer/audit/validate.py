@@ -309,6 +309,7 @@ class _Validator:
         self.records = 0
         self.line = 0
         self.offset = 0
+        self.line_offset = 0
         self.formats: set[str] = set()
         self.pending: list[Issue] = []  # unreadable lines since the last record
         self.last_terminated = True
@@ -325,7 +326,7 @@ class _Validator:
         self.runs: dict[str, _Run] = {}
         self.open: dict[str, _Open] = {}
         self.op_lines: dict[str, int] = {}
-        self.unknown: dict[str, list[int]] = {}
+        self.unknown: dict[str, list[int]] = {}  # event -> [count, first line]
         # ancestor
         self.ancestor_run: _AncestorRun | None = None
         self.ancestor_runs: list[_AncestorRun] = []
@@ -344,8 +345,18 @@ class _Validator:
             self.damaged_at = self.line if line is None else line
         self.error_count += 1
         if len(self.errors) < MAX_ISSUES:
-            self.errors.append(Issue(line=self.line if line is None else line, code=code,
-                                     message=message))
+            if line is None or line == self.line:
+                self.errors.append(Issue(line=self.line, code=code, message=message,
+                                         offset=self.line_offset))
+            else:
+                self.errors.append(Issue(line=line, code=code, message=message))
+
+    def _unknown(self, event: str) -> None:
+        seen = self.unknown.get(event)
+        if seen is None:
+            self.unknown[event] = [1, self.line]
+        else:
+            seen[0] += 1
 
     def warn(self, code: str, message: str, line: int | None) -> None:
         if len(self.warnings) < MAX_ISSUES:
@@ -355,7 +366,7 @@ class _Validator:
 
     def feed(self, chunk: bytes) -> None:
         self.line += 1
-        offset = self.offset
+        offset = self.line_offset = self.offset
         self.offset += len(chunk)
         terminated = chunk[-1:] == b"\n"
         self.last_terminated = terminated
@@ -595,7 +606,7 @@ class _Validator:
                 run.last_event = event
             return
         if event not in KNOWN_EVENTS and not event.startswith("reconcile_"):
-            self.unknown.setdefault(event, []).append(line)
+            self._unknown(event)
             return
         if not run.is_run:
             if event in RUN_ONLY_EVENTS:
@@ -839,7 +850,7 @@ class _Validator:
         operation = RESULT_EVENTS.get(event)
         if operation is None:
             if event not in KNOWN_EVENTS and not event.startswith("reconcile_"):
-                self.unknown.setdefault(event, []).append(self.line)
+                self._unknown(event)
             return
         symbol = obj.get("symbol")
         match: _Open | None = None
@@ -899,10 +910,10 @@ class _Validator:
         unfinished.sort()
         for line, run_id in unfinished:
             self.warn("run_incomplete", f"run {run_id} did not complete (interrupted)", line)
-        for event, lines in self.unknown.items():
+        for event, (count, first_line) in self.unknown.items():
             self.warn("unknown_event",
-                      f"unknown event {event!r} ({len(lines)} record(s), first at line "
-                      f"{lines[0]})", lines[0])
+                      f"unknown event {event!r} ({count} record(s), first at line "
+                      f"{first_line})", first_line)
         if "nanobook" in self.formats:
             self.warn("no_hash_chain",
                       "no hash chain: tamper evidence unavailable for nanobook-format records",

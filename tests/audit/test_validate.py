@@ -247,6 +247,7 @@ def test_bit_flip_in_a_value_is_a_hash_mismatch_on_that_line() -> None:
     report = validate_bytes(b.data())
     assert not report.valid
     assert _codes(report) == [(n, "hash_mismatch")]
+    assert report.errors[0].offset == sum(len(x) for x in b.lines[: n - 1])
 
 
 def test_bit_flip_in_the_stored_hash_breaks_the_chain_at_the_next_line() -> None:
