@@ -100,8 +100,62 @@ def _fetch(cfg: Config, read: Callable[[Broker], Awaitable[T]]) -> T | str:
         return f"no answer within {cfg.connection.timeout_secs} s"
 
 
+def _local_state(cfg: Config) -> dict[str, Any]:
+    """Runner, safety latch and last run, from the files beside the audit log (no broker)."""
+    from rebalancer.audit.reader import read_log
+    from rebalancer.runtime.latch import read_latch
+    from rebalancer.runtime.runlock import holder_is_alive, lock_path, read_holder
+
+    audit_dir = cfg.audit.dir
+    holder = read_holder(lock_path(audit_dir))
+    runner: dict[str, Any] = {"alive": False}
+    if holder is not None and holder_is_alive(holder):
+        runner = {"alive": True, "pid": holder.pid, "run_id": holder.run_id,
+                  "started_at": holder.started_at.isoformat()}
+    latch = read_latch(audit_dir)
+    latch_doc: dict[str, Any] = {"set": latch is not None}
+    if latch is not None:
+        latch_doc["reasons"] = list(latch.reasons)
+    last: dict[str, Any] | None = None
+    if cfg.audit.path.exists():
+        try:
+            run = read_log(cfg.audit.path).last_run
+        except OSError as exc:
+            last = {"error": f"cannot read the audit log: {exc.strerror or exc}"}
+        else:
+            if run is not None and run.started is not None:
+                end = run.terminal
+                state = "in progress or interrupted" if end is None else end.event
+                if end is not None and end.text("status"):
+                    state = f"{end.event} ({end.text('status')})"
+                last = {"run_id": run.run_id, "started": run.started.fields.get("ts"),
+                        "mode": run.started.fields.get("mode"), "state": state}
+    return {"runner": runner, "safety_latch": latch_doc, "last_run": last}
+
+
+def _say_local(local: dict[str, Any]) -> None:
+    runner = local["runner"]
+    if runner["alive"]:
+        say(f"runner       running: pid {runner['pid']}, run {runner['run_id']}")
+    else:
+        say("runner       not running")
+    latch = local["safety_latch"]
+    if latch["set"]:
+        say("safety latch SET: " + "; ".join(latch["reasons"]))
+    else:
+        say("safety latch clear")
+    last = local["last_run"]
+    if last is None:
+        say("last run     none in the audit log")
+    elif "error" in last:
+        say(f"last run     {last['error']}")
+    else:
+        say(f"last run     {last['run_id']} ({last['mode']}): {last['state']}")
+
+
 def _status(args: argparse.Namespace) -> ExitCode:
     cfg = config_from_args(args)
+    local = _local_state(cfg)
     view = _fetch(cfg, _read_status)
     broker_doc: dict[str, Any] = {
         "kind": cfg.broker.kind.value,
@@ -111,7 +165,9 @@ def _status(args: argparse.Namespace) -> ExitCode:
     if isinstance(view, str):
         broker_doc["error"] = view
         if args.json:
-            emit_json({"broker": broker_doc, "account": {"id": cfg.account.id}})
+            emit_json({"broker": broker_doc, "account": {"id": cfg.account.id}, **local})
+        else:
+            _say_local(local)
         warn(f"broker unreachable ({cfg.broker.kind.value}): {view}")
         return ExitCode.ERROR
     s = view.summary
@@ -128,9 +184,11 @@ def _status(args: argparse.Namespace) -> ExitCode:
                 },
                 "open_orders": [_order_doc(o) for o in view.ours],
                 "other_open_orders": view.others,
+                **local,
             }
         )
         return ExitCode.OK
+    _say_local(local)
     say(f"broker       {cfg.broker.kind.value}: reachable (client id {cfg.connection.client_id})")
     say(f"account      {s.account_id} ({s.currency})")
     say(f"net liq      {_money(s.net_liquidation)}")
