@@ -23,6 +23,7 @@ from rebalancer.cli._common import (
     say,
     warn,
 )
+from rebalancer.errors import RebalancerError
 from rebalancer.exit_codes import ExitCode
 from rebalancer.model import CLIENT_ORDER_PREFIX
 
@@ -107,17 +108,24 @@ def _local_state(cfg: Config) -> dict[str, Any]:
     from rebalancer.runtime.runlock import holder_is_alive, lock_path, read_holder
 
     audit_dir = cfg.audit.dir
-    holder = read_holder(lock_path(audit_dir))
     runner: dict[str, Any] = {"alive": False}
-    if holder is not None and holder_is_alive(holder):
-        runner = {"alive": True, "pid": holder.pid, "run_id": holder.run_id,
-                  "started_at": holder.started_at.isoformat()}
-    latch = read_latch(audit_dir)
-    latch_doc: dict[str, Any] = {"set": latch is not None}
-    if latch is not None:
-        latch_doc["reasons"] = list(latch.reasons)
+    try:
+        holder = read_holder(lock_path(audit_dir))
+        if holder is not None and holder_is_alive(holder):
+            runner = {"alive": True, "pid": holder.pid, "run_id": holder.run_id,
+                      "started_at": holder.started_at.isoformat()}
+    except (RebalancerError, OSError) as exc:
+        runner = {"alive": None, "error": str(exc)}
+    try:
+        latch = read_latch(audit_dir)
+    except (RebalancerError, OSError) as exc:
+        latch_doc: dict[str, Any] = {"set": None, "error": str(exc)}
+    else:
+        latch_doc = {"set": latch is not None}
+        if latch is not None:
+            latch_doc["reasons"] = list(latch.reasons)
     last: dict[str, Any] | None = None
-    if cfg.audit.path.exists():
+    if cfg.audit.path.is_file():
         try:
             run = read_log(cfg.audit.path).last_run
         except OSError as exc:
@@ -137,11 +145,15 @@ def _say_local(local: dict[str, Any]) -> None:
     runner = local["runner"]
     if runner["alive"]:
         say(f"runner       running: pid {runner['pid']}, run {runner['run_id']}")
+    elif runner["alive"] is None:
+        say(f"runner       unknown: {runner['error']}")
     else:
         say("runner       not running")
     latch = local["safety_latch"]
     if latch["set"]:
         say("safety latch SET: " + "; ".join(latch["reasons"]))
+    elif latch["set"] is None:
+        say(f"safety latch unknown: {latch['error']}")
     else:
         say("safety latch clear")
     last = local["last_run"]
