@@ -448,14 +448,23 @@ class Run:
 
     @property
     def terminal(self) -> Record | None:
-        """The first record that ended the run (``run_completed``, ``risk_check_failed``, ...)."""
+        """The record that ended the run (``run_completed``, ``risk_check_failed``, ...).
+
+        A ``run_resumed`` record (recovery continuing the run) reopens it: only a terminal
+        event after the last ``run_resumed`` counts.
+        """
+        found: Record | None = None
         for record in self.records:
-            if record.format == "nanobook":
+            if record.event == "run_resumed" and record.format == "rebalancer":
+                found = None
+            elif found is not None:
+                continue
+            elif record.format == "nanobook":
                 if ends_ancestor_run(record.event, record.fields):
-                    return record
+                    found = record
             elif record.event in RUN_END_EVENTS:
-                return record
-        return None
+                found = record
+        return found
 
     @property
     def completed(self) -> bool:

@@ -161,7 +161,8 @@ RUN_TABLE: Final[Mapping[str, Mapping[Phase, Phase]]] = {
     # positions -> quotes (each optional but positions). After risk_check_passed the run trades
     # (orders, cancels, fills, lookups and reads in any order, paired by op_id), then reconciles,
     # then run_completed. quote_gate_failed, risk_check_failed, dry_run_completed, run_aborted
-    # and (for a graceful stop) kill_completed also end a run.
+    # and (for a graceful stop) kill_completed also end a run; run_resumed (recovery) puts a
+    # run that did not write run_completed back to STARTED.
     "cron_start": _stay(P.STARTED),
     "account_summary_intent": {P.STARTED: P.ACCOUNT, P.ACCOUNT: P.ACCOUNT, **_stay(*_POST_RISK)},
     "positions_intent": {
@@ -208,7 +209,7 @@ RUN_ONLY_EVENTS: Final = frozenset(
     {
         "cron_start", "positions_fetched", "quote_gate_failed", "diff_computed",
         "risk_check_passed", "risk_check_failed", "no_rebalance_needed", "dry_run_completed",
-        "user_confirmed", "run_completed", "cron_completed", "run_aborted",
+        "user_confirmed", "run_completed", "cron_completed", "run_aborted", "run_resumed",
     }
 )
 """Events that only make sense inside a run (a group that starts with ``run_started``)."""
@@ -616,6 +617,19 @@ class _Validator:
         if event == "idempotency_rejection" and run.phase is Phase.STARTED:
             run.phase = Phase.ENDED
             run.ended_line = line
+            return
+        if event == "run_resumed":
+            # Recovery continues an interrupted run (not one that wrote run_completed): the
+            # run starts over from its reads.
+            if run.has_completed or run.phase is Phase.CRON_DONE:
+                self.error("order_violation",
+                           f"run_resumed for run {run_id}, which completed (line "
+                           f"{run.ended_line})")
+                return
+            run.phase = Phase.STARTED
+            run.ended_line = 0
+            run.last_event = event
+            run.planned = None
             return
         if event.startswith("reconcile_"):
             rule: Mapping[Phase, Phase] | None = RECONCILE_RULE

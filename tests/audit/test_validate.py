@@ -7,6 +7,7 @@ import json
 import pytest
 from fixtures.audit_logs import LogBuilder, add_full_run, add_run_start, order_row
 
+from rebalancer.audit.reader import parse_log
 from rebalancer.audit.records import GENESIS_HASH, canonical_bytes, record_hash
 from rebalancer.audit.validate import ValidationReport, validate_bytes, validate_file
 
@@ -686,3 +687,31 @@ def test_second_submission_of_a_client_order_id_is_warned_about() -> None:
     assert report.valid
     codes = [(w.line, w.code) for w in report.warnings]
     assert codes == [(len(b.lines) - 1, "order_resubmitted"), (1, "run_incomplete")]
+
+
+def test_recovery_may_resume_an_interrupted_run() -> None:
+    """run_resumed reopens a run stopped gracefully; it goes through reads, diff and risk again."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[])
+    b.add("risk_check_passed", "r1", checks=[])
+    b.add("kill_completed", "r1", method="graceful", orders_cancelled_count=0,
+          orders_remaining_count=0, duration_seconds=0.2)
+    b.add("run_resumed", "r1", by="recover-1")
+    b.bracket("positions_intent", "r1")
+    b.add("diff_computed", "r1", orders=[])
+    b.add("no_rebalance_needed", "r1")
+    b.add("run_completed", "r1", status="no_op")
+    report = validate_bytes(b.data())
+    assert report.valid, report.errors
+    assert report.warnings == ()
+    run = parse_log(b.data()).runs[0]
+    assert run.terminal is not None
+    assert run.terminal.event == "run_completed"
+
+
+def test_a_completed_run_cannot_be_resumed() -> None:
+    """run_resumed after run_completed is an order_violation."""
+    b = _log(1)
+    b.add("run_resumed", "run-0")
+    assert _codes(validate_bytes(b.data())) == [(len(b.lines), "order_violation")]
