@@ -56,6 +56,7 @@ _FIELDS: Final = (
     ("error_class", "error"),
     ("error_type", "type"),
     ("error_message", "msg"),
+    ("error", "error"),
 )
 
 

@@ -112,3 +112,14 @@ def test_short_id_cuts_long_run_ids() -> None:
     assert short_id("run-a") == "run-a"
     assert short_id("20261204T200000Z-4f1a9c") == "~4f1a9c"
     assert short_id("abcdefghijklmnop") == "abcdefghijk~"
+
+
+def test_aborted_run_shows_its_reason_and_error() -> None:
+    """run_aborted lines carry the reason and the error text."""
+    b = LogBuilder()
+    b.add("run_started", "r1")
+    b.add("run_aborted", "r1", reason="broker_unreachable", error="connection refused")
+    lines = render_timeline(parse_log(b.data()))
+    aborted = next(line for line in lines if " run_aborted " in line)
+    assert aborted.endswith("reason broker_unreachable error connection refused")
+    assert "(2026-12-04, 2 records, ended by run_aborted)" in lines[2]

@@ -715,3 +715,11 @@ def test_a_completed_run_cannot_be_resumed() -> None:
     b = _log(1)
     b.add("run_resumed", "run-0")
     assert _codes(validate_bytes(b.data())) == [(len(b.lines), "order_violation")]
+
+
+def test_crlf_line_endings_still_verify() -> None:
+    """A log whose newlines were turned into CRLF keeps the same content and stays valid."""
+    b = _log(1)
+    report = validate_bytes(b.data().replace(b"\n", b"\r\n"))
+    assert report.valid, report.errors
+    assert report.records == len(b.lines)
