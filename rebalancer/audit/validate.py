@@ -146,10 +146,10 @@ class Phase(IntEnum):
     CRON_DONE = 10
 
 
-P = Phase
-_LIVE: Final = (P.STARTED, P.ACCOUNT, P.POSITIONS, P.QUOTES, P.DIFF, P.NO_CHANGE, P.TRADING,
-                P.RECONCILING)
-_POST_RISK: Final = (P.TRADING, P.RECONCILING)
+_P = Phase
+_LIVE: Final = (_P.STARTED, _P.ACCOUNT, _P.POSITIONS, _P.QUOTES, _P.DIFF, _P.NO_CHANGE, _P.TRADING,
+                _P.RECONCILING)
+_POST_RISK: Final = (_P.TRADING, _P.RECONCILING)
 
 
 def _stay(*phases: Phase) -> dict[Phase, Phase]:
@@ -163,38 +163,40 @@ RUN_TABLE: Final[Mapping[str, Mapping[Phase, Phase]]] = {
     # then run_completed. quote_gate_failed, risk_check_failed, dry_run_completed, run_aborted
     # and (for a graceful stop) kill_completed also end a run; run_resumed (recovery) puts a
     # run that did not write run_completed back to STARTED.
-    "cron_start": _stay(P.STARTED),
-    "account_summary_intent": {P.STARTED: P.ACCOUNT, P.ACCOUNT: P.ACCOUNT, **_stay(*_POST_RISK)},
+    "cron_start": _stay(_P.STARTED),
+    "account_summary_intent": {
+        _P.STARTED: _P.ACCOUNT, _P.ACCOUNT: _P.ACCOUNT, **_stay(*_POST_RISK),
+    },
     "positions_intent": {
-        P.STARTED: P.POSITIONS, P.ACCOUNT: P.POSITIONS, P.POSITIONS: P.POSITIONS,
+        _P.STARTED: _P.POSITIONS, _P.ACCOUNT: _P.POSITIONS, _P.POSITIONS: _P.POSITIONS,
         **_stay(*_POST_RISK),
     },
-    "quotes_intent": {P.POSITIONS: P.QUOTES, P.QUOTES: P.QUOTES, **_stay(*_POST_RISK)},
-    "quote_gate_failed": {P.POSITIONS: P.ENDED, P.QUOTES: P.ENDED},
-    "diff_computed": {P.POSITIONS: P.DIFF, P.QUOTES: P.DIFF},
-    "risk_check_passed": {P.DIFF: P.TRADING},
-    "risk_check_failed": {P.DIFF: P.ENDED},
-    "no_rebalance_needed": {P.DIFF: P.NO_CHANGE},
-    "dry_run_completed": {P.TRADING: P.ENDED},
-    "user_confirmed": _stay(P.TRADING),
-    "order_intent": _stay(P.TRADING),
+    "quotes_intent": {_P.POSITIONS: _P.QUOTES, _P.QUOTES: _P.QUOTES, **_stay(*_POST_RISK)},
+    "quote_gate_failed": {_P.POSITIONS: _P.ENDED, _P.QUOTES: _P.ENDED},
+    "diff_computed": {_P.POSITIONS: _P.DIFF, _P.QUOTES: _P.DIFF},
+    "risk_check_passed": {_P.DIFF: _P.TRADING},
+    "risk_check_failed": {_P.DIFF: _P.ENDED},
+    "no_rebalance_needed": {_P.DIFF: _P.NO_CHANGE},
+    "dry_run_completed": {_P.TRADING: _P.ENDED},
+    "user_confirmed": _stay(_P.TRADING),
+    "order_intent": _stay(_P.TRADING),
     "cancel_intent": _stay(*_POST_RISK),
     "open_orders_intent": _stay(*_LIVE),
     "completed_orders_intent": _stay(*_LIVE),
     "executions_intent": _stay(*_LIVE),
     "order_filled": _stay(*_POST_RISK),
     "order_status": _stay(*_POST_RISK),
-    "run_completed": {P.NO_CHANGE: P.ENDED, P.TRADING: P.ENDED, P.RECONCILING: P.ENDED},
-    "cron_completed": {P.ENDED: P.CRON_DONE},
-    "idempotency_rejection": {P.STARTED: P.ENDED},
-    "run_aborted": {p: P.ENDED for p in _LIVE},
+    "run_completed": {_P.NO_CHANGE: _P.ENDED, _P.TRADING: _P.ENDED, _P.RECONCILING: _P.ENDED},
+    "cron_completed": {_P.ENDED: _P.CRON_DONE},
+    "idempotency_rejection": {_P.STARTED: _P.ENDED},
+    "run_aborted": {p: _P.ENDED for p in _LIVE},
 }
 """Event → {phase it may appear in → phase after it}. ``reconcile_*`` events follow
 ``RECONCILE_RULE``; ``positions_fetched`` follows ``positions_intent``; ``FREE_EVENTS`` may
 appear anywhere; unknown events are allowed (with a warning)."""
 
 RECONCILE_RULE: Final[Mapping[Phase, Phase]] = {
-    P.NO_CHANGE: P.RECONCILING, P.TRADING: P.RECONCILING, P.RECONCILING: P.RECONCILING,
+    _P.NO_CHANGE: _P.RECONCILING, _P.TRADING: _P.RECONCILING, _P.RECONCILING: _P.RECONCILING,
 }
 
 FREE_EVENTS: Final = frozenset(
