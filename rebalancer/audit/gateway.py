@@ -174,10 +174,14 @@ class AuditedBroker:
 
     # -- state changes ----------------------------------------------------------------------
 
-    async def place_order(self, request: OrderRequest, *, action: str | None = None) -> OrderAck:
+    async def place_order(
+        self, request: OrderRequest, *, action: str | None = None, paced: bool = False
+    ) -> OrderAck:
         """Bracketed ``place_order``: ``order_intent`` → ``order_submitted`` / ``order_failed``.
 
         ``action`` (``BUY``/``SELL``/``SELL SHORT``/``BUY COVER``) is recorded when given.
+        ``paced=True`` says the caller already took this request's pacing token, so that a
+        deadline it puts around this call measures the broker alone, never the pacing queue.
         """
         intent: dict[str, Any] = {
             "client_order_id": request.client_order_id,
@@ -191,7 +195,8 @@ class AuditedBroker:
         if action is not None:
             intent["action"] = action
         async with self._log.bracket("place_order", intent, classify=self._classify) as b:
-            await self._pace(b)
+            if not paced:
+                await self._pace(b)
             ack = await self.__broker.place_order(request)
             b.result = {"order_id": ack.order_id, "perm_id": ack.perm_id, "status": ack.status}
         return ack

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rebalancer.broker_factory import make_broker
-from rebalancer.cli._common import add_config_arg, add_json_arg, config_from_args, emit_json
+from rebalancer.cli._common import (
+    add_config_arg,
+    add_json_arg,
+    config_from_args,
+    emit_json,
+    warn,
+)
 from rebalancer.config import LogFormat
 from rebalancer.errors import RebalancerError
 from rebalancer.logsetup import configure_logging, log_file_path
@@ -60,7 +66,7 @@ async def _main(cfg: Any, req: RunRequest, ui: ConsoleUI) -> RunOutcome:
     result: list[RunOutcome] = []
     errors: list[RebalancerError] = []
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+        tg.start_soon(_watch_signals, stop)
 
         async def body() -> None:
             try:
@@ -73,17 +79,19 @@ async def _main(cfg: Any, req: RunRequest, ui: ConsoleUI) -> RunOutcome:
         tg.start_soon(body)
     if errors:
         raise errors[0]
-    if not result:
-        raise KeyboardInterrupt  # a second signal forced the stop
     return result[0]
 
 
-async def _watch_signals(stop: StopRequest, scope: anyio.CancelScope) -> None:
-    """First SIGTERM/SIGINT: graceful stop. Second: stop at once (shielded writes finish)."""
+async def _watch_signals(stop: StopRequest) -> None:
+    """SIGTERM/SIGINT: graceful stop. Later signals do not cut it short: abandoning the stop
+    would leave working orders at the broker with nobody following them. The stop is bounded
+    (every cancel has its own timeout); only SIGKILL ends it at once."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
+            name = signal.Signals(signum).name
             if not stop.requested:
-                stop.request(signal.Signals(signum).name)
+                stop.request(name)
+                warn(f"{name}: stopping: no new orders; cancelling working orders of this run")
             else:
-                scope.cancel()
-                return
+                warn(f"{name}: already stopping; waiting for the cancels to be confirmed "
+                     "(SIGKILL abandons them, leaving orders working at the broker)")

@@ -1,41 +1,55 @@
 """Order execution: submit the plan's orders concurrently and follow each one until terminal.
 
 One task group owns everything: an update pump that reads the broker's order updates and
-dispatches them to tickets, and one task per order. Orders are submitted at most
-``max_in_flight`` at a time; every broker request goes through the audit gateway (write-ahead
-brackets) and the shared token bucket. An order not filled within the order timeout, or still
-working when a stop is requested, is cancelled through the shared cancel path. An order whose
-outcome is unknown is never resubmitted: it is looked up by ``client_order_id``.
+dispatches them to tickets, and one task per order. At most ``max_in_flight`` orders are
+working at once; every broker request goes through the audit gateway (write-ahead brackets)
+and the shared token bucket. An order not filled within the order timeout, or still working
+when a stop is requested, is cancelled through the shared cancel path. An order whose outcome
+is unknown is never resubmitted: it is looked up by ``client_order_id``. If anything
+unexpected breaks the order phase, every order known to be at the broker is cancelled through
+the shared cancel path before the error goes up (an audit failure excepted: that is fail-stop).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 import structlog
 
 from brokers.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 from brokers.lookup import find_order
 from brokers.types import OrderRequest, OrderSnapshot, OrderStatus, OrderUpdate, TimeInForce
-from rebalancer.model import PlannedOrder
-from rebalancer.order_fsm import IllegalTransition, OrderEvent, OrderState, apply
+from rebalancer.audit.errors import AuditError
+from rebalancer.order_fsm import OrderEvent, OrderState
 from rebalancer.runtime.cancel import cancel_order_verified
+from rebalancer.runtime.tickets import ExecutionResult, OrderResult, Ticket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
     from datetime import datetime
+    from decimal import Decimal
 
     from rebalancer.audit.gateway import AuditedBroker
     from rebalancer.audit.writer import AuditLog
+    from rebalancer.model import PlannedOrder
+
+__all__ = [
+    "ExecutionResult",
+    "ExecutionSettings",
+    "OrderExecutor",
+    "OrderResult",
+    "StopRequest",
+]
 
 log = structlog.get_logger(__name__)
 
-_DONE = frozenset(
-    {OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED, OrderState.NOT_SENT}
-)
+Pacer = Callable[[], Awaitable[None]]
+
+_DRAIN_SECS = 1.0
+"""How long late executions are awaited after the last order ended."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +63,8 @@ class ExecutionSettings:
     time_in_force: TimeInForce = TimeInForce.DAY
     settle_timeout: float = 5.0
     """How long an unacknowledged order is looked for before it is declared never sent."""
+    pacing_timeout: float = 60.0
+    """The longest wait for a pacing token before an order is withdrawn (never sent)."""
 
 
 class StopRequest:
@@ -72,122 +88,6 @@ class StopRequest:
         return self.event.is_set()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderResult:
-    """Where one order of the plan ended."""
-
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: int
-    filled: int
-    avg_price: Decimal | None
-    state: OrderState
-    order_id: int | None
-    note: str
-    cancelled_by_stop: bool
-
-    @property
-    def still_open(self) -> bool:
-        """True when the order may still be working at the broker."""
-        return self.state not in _DONE
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecutionResult:
-    """Every order's outcome, in plan order."""
-
-    orders: tuple[OrderResult, ...]
-
-    def count(self, *states: OrderState) -> int:
-        """How many orders ended in one of ``states``."""
-        return sum(1 for o in self.orders if o.state in states)
-
-    @property
-    def submitted(self) -> int:
-        """Orders that reached the broker."""
-        return sum(1 for o in self.orders if o.order_id is not None)
-
-    @property
-    def fully_filled(self) -> int:
-        """Orders filled in full."""
-        return sum(1 for o in self.orders if o.filled >= o.quantity)
-
-    @property
-    def partially_filled(self) -> int:
-        """Orders that ended with some but not all shares filled."""
-        return sum(1 for o in self.orders if 0 < o.filled < o.quantity and not o.still_open)
-
-    @property
-    def cancelled_unfilled(self) -> int:
-        """Orders cancelled with nothing filled."""
-        return sum(1 for o in self.orders if o.state is OrderState.CANCELLED and o.filled == 0)
-
-    @property
-    def failed(self) -> int:
-        """Orders rejected or never sent."""
-        return self.count(OrderState.REJECTED, OrderState.NOT_SENT)
-
-    @property
-    def unresolved(self) -> tuple[OrderResult, ...]:
-        """Orders whose state at the broker could not be established."""
-        return tuple(o for o in self.orders if o.still_open)
-
-    @property
-    def cancelled_by_stop(self) -> int:
-        """Orders cancelled because a stop was requested."""
-        return sum(1 for o in self.orders if o.cancelled_by_stop)
-
-
-@dataclass(kw_only=True)
-class _Ticket:
-    """Mutable state of one order, owned by its task and updated by the pump."""
-
-    order: PlannedOrder
-    state: OrderState = OrderState.PLANNED
-    order_id: int | None = None
-    filled: int = 0
-    fill_value: Decimal = Decimal(0)
-    exec_ids: set[str] = field(default_factory=set)
-    note: str = ""
-    cancelled_by_stop: bool = False
-    terminal_recorded: bool = False
-    changed: anyio.Event = field(default_factory=anyio.Event)
-
-    def poke(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    def move(self, event: OrderEvent) -> None:
-        try:
-            self.state = apply(self.state, event)
-        except IllegalTransition as exc:
-            log.warning(
-                "illegal_order_transition",
-                client_order_id=self.order.client_order_id,
-                error=str(exc),
-            )
-
-    @property
-    def done(self) -> bool:
-        return self.state in _DONE
-
-    def result(self) -> OrderResult:
-        avg = (self.fill_value / self.filled).quantize(Decimal("0.0001")) if self.filled else None
-        return OrderResult(
-            client_order_id=self.order.client_order_id,
-            symbol=self.order.symbol,
-            side=self.order.side.value,
-            quantity=self.order.quantity,
-            filled=self.filled,
-            avg_price=avg,
-            state=self.state,
-            order_id=self.order_id,
-            note=self.note,
-            cancelled_by_stop=self.cancelled_by_stop,
-        )
-
-
 _STATUS_EVENT = {
     OrderStatus.FILLED: OrderEvent.FILLED,
     OrderStatus.CANCELLED: OrderEvent.CANCELLED,
@@ -208,6 +108,12 @@ def _lookup_event(snapshot: OrderSnapshot) -> OrderEvent:
     return OrderEvent.LOOKUP_FOUND_WORKING
 
 
+def _is_audit_failure(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_audit_failure(e) for e in exc.exceptions)
+    return isinstance(exc, AuditError)
+
+
 class OrderExecutor:
     """Runs the order phase of one run."""
 
@@ -221,6 +127,7 @@ class OrderExecutor:
         stop: StopRequest,
         since: datetime,
         progress: Callable[[str], None],
+        pacer: Pacer | None = None,
     ) -> None:
         self._gw = gateway
         self._audit = audit
@@ -229,7 +136,8 @@ class OrderExecutor:
         self._stop = stop
         self._since = since
         self._progress = progress
-        self._tickets: dict[str, _Ticket] = {}
+        self._pacer = pacer
+        self._tickets: dict[str, Ticket] = {}
 
     async def execute(
         self, orders: Sequence[PlannedOrder], *, sells_first: bool
@@ -239,24 +147,49 @@ class OrderExecutor:
         With ``sells_first`` the buys start only after every sell has ended, so that sale
         proceeds are there to pay for them.
         """
-        self._tickets = {o.client_order_id: _Ticket(order=o) for o in orders}
+        self._tickets = {o.client_order_id: Ticket(order=o) for o in orders}
         limiter = anyio.CapacityLimiter(self._settings.max_in_flight)
+        sells = [o for o in orders if o.side.value == "SELL"]
+        phases = [sells, [o for o in orders if o.side.value != "SELL"]] if sells_first else [
+            list(orders)]
         async with anyio.create_task_group() as tg:
             await tg.start(self._pump)
             tg.start_soon(self._wake_on_stop)
-            phases = (
-                [[o for o in orders if o.side.value == "SELL"],
-                 [o for o in orders if o.side.value != "SELL"]]
-                if sells_first
-                else [list(orders)]
-            )
-            for phase in phases:
-                async with anyio.create_task_group() as orders_tg:
-                    for order in phase:
-                        orders_tg.start_soon(self._follow, self._tickets[order.client_order_id],
-                                             limiter)
+            try:
+                for phase in phases:
+                    async with anyio.create_task_group() as orders_tg:
+                        for order in phase:
+                            orders_tg.start_soon(
+                                self._follow, self._tickets[order.client_order_id], limiter
+                            )
+            except BaseException as exc:
+                if not _is_audit_failure(exc):
+                    await self._cancel_everything_open(f"order phase failed: {exc!r}")
+                raise
+            await self._drain()
             tg.cancel_scope.cancel()
         return ExecutionResult(orders=tuple(t.result() for t in self._tickets.values()))
+
+    async def _cancel_everything_open(self, why: str) -> None:
+        """Last resort: cancel, through the shared path, every order known to be at the broker."""
+        log.error("order_phase_failed", error=why)
+        with anyio.CancelScope(shield=True):
+            for ticket in self._tickets.values():
+                if ticket.order_id is not None and not ticket.done:
+                    try:
+                        await self._cancel(ticket, reason="internal_error")
+                    except Exception as exc:  # keep cancelling the others
+                        log.error("emergency_cancel_failed",
+                                  client_order_id=ticket.order.client_order_id, error=repr(exc))
+
+    async def _drain(self) -> None:
+        """Give executions reported after a terminal status a moment to arrive."""
+        with anyio.move_on_after(_DRAIN_SECS):
+            while True:
+                behind = [t for t in self._tickets.values() if t.exec_filled < t.broker_filled]
+                if not behind:
+                    return
+                await behind[0].changed.wait()
 
     # -- the pump: broker order updates → tickets -------------------------------------------
 
@@ -288,11 +221,14 @@ class OrderExecutor:
             ticket.move(OrderEvent.ACKED)
         elif ticket.state is OrderState.UNKNOWN:
             ticket.move(OrderEvent.LOOKUP_FOUND_WORKING)
+        elif ticket.state is OrderState.NOT_SENT and not ticket.contradicted:
+            ticket.contradicted = True
+            ticket.note = "reported by the broker after it was declared never sent: review"
+            log.error("order_contradicts_lookup", client_order_id=update.client_order_id)
         execution = update.execution
-        if execution is not None and execution.exec_id not in ticket.exec_ids:
-            ticket.exec_ids.add(execution.exec_id)
-            ticket.filled += execution.quantity
-            ticket.fill_value += execution.price * execution.quantity
+        if execution is not None and ticket.add_execution(
+            execution.exec_id, execution.quantity, execution.price
+        ):
             ticket.move(OrderEvent.PARTIAL_FILL)
             await self._audit.append(
                 "order_filled",
@@ -303,23 +239,27 @@ class OrderExecutor:
                     "exec_id": execution.exec_id,
                     "shares": execution.quantity,
                     "price": str(execution.price),
-                    "cumulative_filled": ticket.filled,
-                    "status": "Filled" if ticket.filled >= ticket.order.quantity else "PartialFill",
+                    "cumulative_filled": ticket.exec_filled,
+                    "status": (
+                        "Filled" if ticket.exec_filled >= ticket.order.quantity else "PartialFill"
+                    ),
                 },
             )
             self._progress(
                 f"fill    {ticket.order.side.value:<4} {execution.quantity:>6} "
                 f"{ticket.order.symbol:<6} @ {execution.price}  "
-                f"({ticket.filled}/{ticket.order.quantity})"
+                f"({ticket.exec_filled}/{ticket.order.quantity})"
             )
         if update.status.is_terminal:
             await self._finish(ticket, update.status, update.filled, update.avg_fill_price,
                                source="update", message=update.message)
+        else:
+            ticket.broker_reports(update.filled, update.avg_fill_price)
         ticket.poke()
 
     async def _finish(
         self,
-        ticket: _Ticket,
+        ticket: Ticket,
         status: OrderStatus,
         broker_filled: int,
         avg_fill_price: Decimal | None,
@@ -328,15 +268,10 @@ class OrderExecutor:
         message: str = "",
     ) -> None:
         """Record a terminal broker status once (updates, lookups and cancels may all see it)."""
+        ticket.broker_reports(broker_filled, avg_fill_price)
         if ticket.terminal_recorded:
             return
         ticket.terminal_recorded = True
-        if broker_filled > ticket.filled:
-            # The broker's cumulative figure is ahead of the executions we saw.
-            missing = broker_filled - ticket.filled
-            price = avg_fill_price if avg_fill_price is not None else ticket.order.limit_price
-            ticket.fill_value += price * missing
-            ticket.filled = broker_filled
         if not ticket.done:
             ticket.move(_STATUS_EVENT[status])
         if message:
@@ -360,7 +295,7 @@ class OrderExecutor:
 
     # -- one order ------------------------------------------------------------------------
 
-    async def _follow(self, ticket: _Ticket, limiter: anyio.CapacityLimiter) -> None:
+    async def _follow(self, ticket: Ticket, limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
             if self._stop.requested:
                 ticket.note = "not submitted: stop requested"
@@ -377,9 +312,20 @@ class OrderExecutor:
                 while not ticket.done and not self._stop.requested:
                     await ticket.changed.wait()
             if not ticket.done:
-                await self._cancel(ticket)
+                reason = "graceful_shutdown" if self._stop.requested else "order_timeout"
+                await self._cancel(ticket, reason=reason)
 
-    async def _submit(self, ticket: _Ticket) -> None:
+    async def _withdraw(self, ticket: Ticket, why: str) -> None:
+        """The order was never handed to the broker: record it and stop following it."""
+        ticket.note = f"not sent: {why}"
+        ticket.move(OrderEvent.NOT_SENT)
+        await self._audit.append("order_status", {
+            "client_order_id": ticket.order.client_order_id, "symbol": ticket.order.symbol,
+            "order_id": None, "status": "not_sent", "filled": 0,
+            "remaining": ticket.order.quantity, "source": "runner", "reason": why,
+        })
+
+    async def _submit(self, ticket: Ticket) -> None:
         order = ticket.order
         request = OrderRequest(
             client_order_id=order.client_order_id,
@@ -390,10 +336,20 @@ class OrderExecutor:
             limit_price=order.limit_price,
             time_in_force=self._settings.time_in_force,
         )
+        if self._pacer is not None:
+            # The pacing wait is taken first, so the ack deadline below measures the broker.
+            try:
+                with anyio.fail_after(self._settings.pacing_timeout):
+                    await self._pacer()
+            except TimeoutError:
+                await self._withdraw(ticket, "no pacing slot in time")
+                return
         ticket.move(OrderEvent.INTENT_WRITTEN)
         try:
             with anyio.fail_after(self._settings.ack_timeout):
-                ack = await self._gw.place_order(request, action=order.action.value)
+                ack = await self._gw.place_order(
+                    request, action=order.action.value, paced=self._pacer is not None
+                )
         except OrderRejected as exc:
             ticket.note = f"rejected: [{exc.code}] {exc.message}"
             ticket.move(OrderEvent.REJECTED)
@@ -406,7 +362,9 @@ class OrderExecutor:
             self._progress(f"FAILED  {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
                            f"not sent: {exc}")
             return
-        except (OutcomeUnknown, TimeoutError) as exc:
+        except (OutcomeUnknown, BrokerError, TimeoutError) as exc:
+            # Any other broker failure is treated as "may have been sent": looked up, never
+            # sent again.
             ticket.note = f"outcome unknown: {exc or 'no acknowledgement in time'}"
             if ticket.state is not OrderState.INTENT_WRITTEN:
                 return  # updates already showed the order at the broker
@@ -424,7 +382,7 @@ class OrderExecutor:
             f"@ {order.limit_price}  (order {ack.order_id})"
         )
 
-    async def _resolve(self, ticket: _Ticket) -> None:
+    async def _resolve(self, ticket: Ticket) -> None:
         """Find an order whose submission outcome is unknown; never resubmit it."""
         snapshot: OrderSnapshot | None = None
         looked_up = False
@@ -469,11 +427,14 @@ class OrderExecutor:
         if snapshot.status.is_terminal:
             await self._finish(ticket, snapshot.status, snapshot.filled, snapshot.avg_fill_price,
                                source="lookup")
+        else:
+            ticket.broker_reports(snapshot.filled, snapshot.avg_fill_price)
 
-    async def _cancel(self, ticket: _Ticket) -> None:
-        assert ticket.order_id is not None  # a ticket waits only after an ack or a lookup hit
-        by_stop = self._stop.requested
-        reason = "graceful_shutdown" if by_stop else "order_timeout"
+    async def _cancel(self, ticket: Ticket, *, reason: str) -> None:
+        if ticket.order_id is None:
+            ticket.note = "cannot cancel: no broker order id known"
+            return
+        by_stop = reason == "graceful_shutdown"
         ticket.move(OrderEvent.CANCEL_REQUESTED)
         outcome = await cancel_order_verified(
             self._gw,

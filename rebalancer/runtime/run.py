@@ -34,7 +34,7 @@ from rebalancer.config import AccountType, Config, UnusableQuotePolicy
 from rebalancer.diff import compute_diff
 from rebalancer.errors import RebalancerError
 from rebalancer.exit_codes import ExitCode
-from rebalancer.model import Plan, RiskReport, Target
+from rebalancer.model import CLIENT_ORDER_PREFIX, Plan, RiskReport, Target
 from rebalancer.quotegate import gate_quotes
 from rebalancer.reconcile import ReconcileReport, reconcile
 from rebalancer.risk import check_risk, estimate_costs
@@ -191,6 +191,7 @@ class _Run:
     target: Target
     window: str
     audit: AuditLog | None = None
+    pacer: TokenBucket | None = None
     latch_reasons: list[str] = field(default_factory=list)
 
     def outcome(self, code: ExitCode, status: str, message: str, **extra: Any) -> RunOutcome:
@@ -232,7 +233,8 @@ async def run_rebalance(
                                f"the safety latch is set ({reasons}); clear it with "
                                "`rebalancer latch clear --reason ...` after review")
         outcome = await _with_audit(run, broker_factory)
-    return await _after_run(run, outcome)
+        # Validated while the lock is still held, so no other runner appends in between.
+        return await _after_run(run, outcome)
 
 
 async def _with_audit(run: _Run, broker_factory: BrokerFactory) -> RunOutcome:
@@ -245,7 +247,11 @@ async def _with_audit(run: _Run, broker_factory: BrokerFactory) -> RunOutcome:
         except AuditWriteError as exc:
             failure = exc
         except BaseExceptionGroup as group:  # raised from inside the order task group
+            if not group.subgroup(AuditWriteError):
+                return await _unexpected_failure(run, group)
             failure = _only_audit_failure(group)
+        except Exception as exc:
+            return await _unexpected_failure(run, exc)
         # Fail-stop: no further broker call; the latch keeps unattended runs away until review.
         reason = f"audit write failed during run {run.run_id}: {failure}"
         await _set_latch(run, reason, write_record=False)
@@ -253,6 +259,23 @@ async def _with_audit(run: _Run, broker_factory: BrokerFactory) -> RunOutcome:
     finally:
         with anyio.CancelScope(shield=True):
             await run.audit.aclose()
+
+
+async def _unexpected_failure(run: _Run, exc: BaseException) -> RunOutcome:
+    """A defect or an unforeseen broker reply ended the run: latch, manual review, say why.
+
+    The order phase has already cancelled what it knew to be working (``OrderExecutor``).
+    """
+    log.error("run_failed_unexpectedly", error=repr(exc), exc_info=exc)
+    reason = (f"run {run.run_id} failed unexpectedly ({type(exc).__name__}: {exc}); "
+              "check the broker for working orders of ours (rebalancer status)")
+    with anyio.CancelScope(shield=True):
+        if run.audit is not None and not run.audit.poisoned:
+            with contextlib.suppress(AuditWriteError):
+                await run.audit.append("run_aborted", {"reason": "internal_error",
+                                                       "error": repr(exc)})
+        await _set_latch(run, reason)
+    return run.outcome(ExitCode.MANUAL_REVIEW, "internal_error", reason)
 
 
 async def _audited_run(run: _Run, audit: AuditLog, broker_factory: BrokerFactory) -> RunOutcome:
@@ -274,9 +297,9 @@ async def _audited_run(run: _Run, audit: AuditLog, broker_factory: BrokerFactory
         await audit.append("cron_start", {"window_id": run.window})
     log.info("run_started", mode=mode, account=cfg.account.id, window_id=run.window,
              target=str(req.target_path), audit_log=str(cfg.audit.path))
-    bucket = TokenBucket.for_rate(float(cfg.execution.messages_per_second))
+    run.pacer = TokenBucket.for_rate(float(cfg.execution.messages_per_second))
     # The runtime holds only the audited gateway: no broker call can skip its intent record.
-    gateway = AuditedBroker(broker_factory(cfg), audit, pacer=bucket.acquire)
+    gateway = AuditedBroker(broker_factory(cfg), audit, pacer=run.pacer.acquire)
     try:
         try:
             with anyio.fail_after(cfg.connection.timeout_secs):
@@ -349,6 +372,19 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
                    f"{cfg.account.id!r}; refusing to trade")
         await audit.append("run_aborted", {"reason": "account_mismatch", "error": message})
         return run.outcome(ExitCode.ERROR, "account_mismatch", message)
+    if not req.dry_run:
+        ours = [o for o in await _read(gateway, gateway.open_orders, timeout)
+                if o.client_order_id.startswith(CLIENT_ORDER_PREFIX)]
+        if ours:
+            ids = ", ".join(f"{o.client_order_id} ({o.side.value} {o.quantity} {o.symbol})"
+                            for o in ours)
+            message = (f"{len(ours)} order(s) of ours are still open at the broker: {ids}; "
+                       "a previous run may still be working or was interrupted. Let them "
+                       "finish or cancel them before running again")
+            await audit.append("run_aborted", {
+                "reason": "open_orders_of_ours",
+                "client_order_ids": [o.client_order_id for o in ours], "error": message})
+            return run.outcome(ExitCode.MANUAL_REVIEW, "open_orders", message)
     gate = gate_quotes(quotes, now=datetime.now(UTC), staleness_secs=cfg.quotes.staleness_secs,
                        max_spread_bps=cfg.quotes.max_spread_bps)
     unusable = tuple((u.symbol, u.reason) for u in gate.unusable)
@@ -404,8 +440,10 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
                            f"dry run: {len(plan.orders)} orders planned, none sent",
                            plan=plan, risk=report)
     if not (req.yes or req.cron):
-        approved = await ui.confirm(f"Send these {len(plan.orders)} orders? [y/N] ")
+        approved = await _confirm(run, f"Send these {len(plan.orders)} orders? [y/N] ")
         await audit.append("user_confirmed", {"approved": approved})
+        if not approved and run.stop.event.is_set():
+            return await _graceful_end(run, audit, None, plan, report)
         if not approved:
             await audit.append("run_completed", {
                 "status": "declined", "submitted": 0, "filled": 0, "partially_filled": 0,
@@ -420,6 +458,28 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
     return await _complete(run, audit, gateway, plan, report, execution)
 
 
+CONFIRM_TIMEOUT_SECS = 600
+
+
+async def _confirm(run: _Run, question: str) -> bool:
+    """Ask; a stop signal or ten minutes without an answer count as no."""
+    answers: list[bool] = []
+    with anyio.move_on_after(CONFIRM_TIMEOUT_SECS):
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                answers.append(await run.ui.confirm(question))
+                tg.cancel_scope.cancel()
+
+            async def watch_stop() -> None:
+                await run.stop.event.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(ask)
+            tg.start_soon(watch_stop)
+    return bool(answers and answers[0])
+
+
 async def _execute(run: _Run, audit: AuditLog, gateway: AuditedBroker, plan: Plan,
                    summary: AccountSummary) -> ExecutionResult:
     ex = run.cfg.execution
@@ -428,10 +488,13 @@ async def _execute(run: _Run, audit: AuditLog, gateway: AuditedBroker, plan: Pla
         cancel_timeout=float(ex.cancel_timeout_secs), max_in_flight=ex.max_in_flight,
         time_in_force=TimeInForce(ex.time_in_force.value),
         settle_timeout=float(ex.ack_timeout_secs),
+        # Every requester waits its turn in one FIFO bucket: this bounds the queue.
+        pacing_timeout=10.0 + (ex.max_in_flight + 10) / ex.messages_per_second,
     )
     executor = OrderExecutor(
         gateway=gateway, audit=audit, account_id=run.cfg.account.id, settings=settings,
         stop=run.stop, since=run.started - timedelta(minutes=5), progress=run.ui.progress,
+        pacer=None if run.pacer is None else run.pacer.acquire,
     )
     buys = sum((o.notional for o in plan.orders if o.side.value == "BUY"), Decimal(0))
     sells_first = run.cfg.account.type is AccountType.CASH or buys > summary.cash

@@ -23,13 +23,15 @@ def _orders_phase(events: list[str]) -> list[str]:
 
 
 def test_clean_run_writes_the_exact_event_order(env: Env, run_json: Any) -> None:
-    """A clean run writes reads, diff, risk, paired order brackets, reconciliation, completion."""
+    """A clean run writes reads, the open-orders check, diff, risk, paired order brackets,
+    reconciliation, completion."""
     code, summary = run_json(env, "--yes")
     assert code == ExitCode.OK, summary
     assert summary["status"] == "completed"
     events = env.events()
-    assert events[:8] == ["run_started", *READS, "diff_computed"]
-    assert events[8] == "risk_check_passed"
+    assert events[:10] == ["run_started", *READS, "open_orders_intent", "open_orders_result",
+                           "diff_computed"]
+    assert events[10] == "risk_check_passed"
     assert events[-8:] == [*READS, "reconcile_completed", "run_completed"]
     phase = _orders_phase(events)
     counts = Counter(phase)
