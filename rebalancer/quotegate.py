@@ -11,6 +11,9 @@ A quote is unusable, with the first reason that applies, when:
 6. the bid or the ask is missing, zero or negative;
 7. the book is crossed (bid above ask; a locked book, bid equal to ask, is accepted);
 8. the spread, in basis points of the mid, is above ``max_spread_bps``.
+
+Given the symbols that were asked for, a symbol with no quote at all is unusable too, so a
+missing quote can never pass the gate by its absence.
 """
 
 from __future__ import annotations
@@ -54,11 +57,30 @@ class QuoteGate:
 
 
 def gate_quotes(
-    quotes: Sequence[Quote], *, now: datetime, staleness_secs: int, max_spread_bps: int
+    quotes: Sequence[Quote],
+    *,
+    now: datetime,
+    staleness_secs: int,
+    max_spread_bps: int,
+    requested: Sequence[str] | None = None,
 ) -> QuoteGate:
-    """Split ``quotes`` into usable and unusable ones (see the module docstring for the rules)."""
+    """Split ``quotes`` into usable and unusable ones (see the module docstring for the rules).
+
+    With ``requested``, a requested symbol the broker returned no quote for is unusable ("no
+    quote returned"), and a quote for a symbol nobody asked for is unusable too.
+    """
     if now.tzinfo is None:
         raise ValueError("gate_quotes needs a timezone-aware 'now'")
+    if requested is not None:
+        asked = set(requested)
+        got = {q.symbol for q in quotes}
+        extra = [UnusableQuote(symbol=q.symbol, reason="quoted but not requested")
+                 for q in quotes if q.symbol not in asked]
+        missing = [UnusableQuote(symbol=s, reason="no quote returned")
+                   for s in dict.fromkeys(requested) if s not in got]
+        inner = gate_quotes([q for q in quotes if q.symbol in asked], now=now,
+                            staleness_secs=staleness_secs, max_spread_bps=max_spread_bps)
+        return QuoteGate(usable=inner.usable, unusable=(*inner.unusable, *missing, *extra))
     counts: dict[str, int] = {}
     for q in quotes:
         counts[q.symbol] = counts.get(q.symbol, 0) + 1

@@ -35,6 +35,7 @@ from rebalancer.diff import compute_diff
 from rebalancer.errors import RebalancerError
 from rebalancer.exit_codes import ExitCode
 from rebalancer.model import CLIENT_ORDER_PREFIX, Plan, RiskReport, Target
+from rebalancer.positions_check import position_problems
 from rebalancer.quotegate import gate_quotes
 from rebalancer.reconcile import ReconcileReport, reconcile
 from rebalancer.risk import check_risk, estimate_costs
@@ -372,6 +373,14 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
                    f"{cfg.account.id!r}; refusing to trade")
         await audit.append("run_aborted", {"reason": "account_mismatch", "error": message})
         return run.outcome(ExitCode.ERROR, "account_mismatch", message)
+    problems = position_problems(positions, account_id=cfg.account.id)
+    if summary.net_liquidation <= 0:
+        problems = (f"net liquidation is {summary.net_liquidation}: nothing can be sized from "
+                    "it", *problems)
+    if problems:
+        message = "the broker's account report cannot be trusted: " + "; ".join(problems)
+        await audit.append("run_aborted", {"reason": "bad_account_report", "error": message})
+        return run.outcome(ExitCode.ERROR, "bad_account_report", message)
     if not req.dry_run:
         ours = [o for o in await _read(gateway, gateway.open_orders, timeout)
                 if o.client_order_id.startswith(CLIENT_ORDER_PREFIX)]
@@ -386,7 +395,8 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
                 "client_order_ids": [o.client_order_id for o in ours], "error": message})
             return run.outcome(ExitCode.MANUAL_REVIEW, "open_orders", message)
     gate = gate_quotes(quotes, now=datetime.now(UTC), staleness_secs=cfg.quotes.staleness_secs,
-                       max_spread_bps=cfg.quotes.max_spread_bps)
+                       max_spread_bps=cfg.quotes.max_spread_bps,
+                       requested=_symbols(positions, target))
     unusable = tuple((u.symbol, u.reason) for u in gate.unusable)
     if unusable and cfg.quotes.on_unusable is UnusableQuotePolicy.STOP:
         await audit.append("quote_gate_failed",
@@ -412,9 +422,6 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
         "skipped": [{"symbol": s.symbol, "reason": s.reason} for s in plan.skipped]
         + [{"symbol": s, "reason": f"quote unusable: {r}"} for s, r in unusable],
     })
-    if not plan.orders:
-        await audit.append("no_rebalance_needed", {})
-        return await _complete(run, audit, gateway, plan, None, None)
     report = check_risk(
         plan=plan, equity=summary.net_liquidation, cash=summary.cash, positions=positions,
         quotes=gate.usable, risk=limits, account_type=cfg.account.type, cost=cfg.cost,
@@ -423,6 +430,9 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
     )
     checks = [{"name": c.name, "status": c.status.value, "detail": c.detail}
               for c in report.checks]
+    if not plan.orders and report.passed:
+        await audit.append("no_rebalance_needed", {})
+        return await _complete(run, audit, gateway, plan, None, None)
     ui.plan(target=target, plan=plan, risk=report, equity=summary.net_liquidation,
             costs=estimate_costs(plan, cfg.cost))
     log.info("risk_checked", passed=report.passed, orders=len(plan.orders),

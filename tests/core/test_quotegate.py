@@ -89,3 +89,20 @@ def test_naive_now_is_a_programming_error() -> None:
     """The gate refuses a naive 'now'."""
     with pytest.raises(ValueError, match="timezone-aware"):
         gate_quotes([], now=datetime(2026, 12, 4), staleness_secs=30, max_spread_bps=100)  # noqa: DTZ001
+
+
+def test_a_requested_symbol_without_a_quote_is_unusable() -> None:
+    """A symbol asked for but missing from the reply cannot pass the gate by its absence."""
+    gate = gate_quotes([quote("AAPL", "99.99", "100.01")], now=NOW, staleness_secs=30, max_spread_bps=100,
+                       requested=["AAPL", "MSFT"])
+    assert list(gate.usable) == ["AAPL"]
+    assert gate.unusable == (UnusableQuote(symbol="MSFT", reason="no quote returned"),)
+    assert not gate.passed
+
+
+def test_a_quote_nobody_asked_for_is_unusable() -> None:
+    """A reply carrying an unrequested symbol is flagged, not silently used."""
+    gate = gate_quotes([quote("AAPL", "99.99", "100.01"), quote("XOM", "49.99", "50.01")], now=NOW, staleness_secs=30,
+                       max_spread_bps=100, requested=["AAPL"])
+    assert list(gate.usable) == ["AAPL"]
+    assert gate.unusable == (UnusableQuote(symbol="XOM", reason="quoted but not requested"),)

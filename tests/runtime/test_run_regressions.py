@@ -170,3 +170,15 @@ def test_open_orders_of_ours_block_a_new_run(tmp_path: Path, run_json: Any,
     assert view is not None
     assert set(view.all_submissions()) == set(working) | {
         r["client_order_id"] for r in records if r["event"] == "order_submitted"}
+
+
+def test_zero_net_liquidation_is_an_error_not_a_no_op(tmp_path: Path, run_json: Any) -> None:
+    """An account worth nothing ends the run as an error; the cron window stays open."""
+    env = Env(tmp_path).write(sim_extra="starting_cash = 0\npositions = []")
+    code, summary = run_json(env, "--cron")
+    assert code == ExitCode.ERROR
+    assert summary["status"] == "bad_account_report"
+    events = env.events()
+    assert events[-1] == "run_aborted"
+    assert "cron_completed" not in events
+    assert "net liquidation is 0" in summary["message"]
