@@ -93,8 +93,8 @@ def test_naive_now_is_a_programming_error() -> None:
 
 def test_a_requested_symbol_without_a_quote_is_unusable() -> None:
     """A symbol asked for but missing from the reply cannot pass the gate by its absence."""
-    gate = gate_quotes([quote("AAPL", "99.99", "100.01")], now=NOW, staleness_secs=30, max_spread_bps=100,
-                       requested=["AAPL", "MSFT"])
+    gate = gate_quotes([quote("AAPL", "99.99", "100.01")], now=NOW, staleness_secs=30,
+                       max_spread_bps=100, requested=["AAPL", "MSFT"])
     assert list(gate.usable) == ["AAPL"]
     assert gate.unusable == (UnusableQuote(symbol="MSFT", reason="no quote returned"),)
     assert not gate.passed
@@ -102,7 +102,8 @@ def test_a_requested_symbol_without_a_quote_is_unusable() -> None:
 
 def test_a_quote_nobody_asked_for_is_unusable() -> None:
     """A reply carrying an unrequested symbol is flagged, not silently used."""
-    gate = gate_quotes([quote("AAPL", "99.99", "100.01"), quote("XOM", "49.99", "50.01")], now=NOW, staleness_secs=30,
-                       max_spread_bps=100, requested=["AAPL"])
+    quotes = [quote("AAPL", "99.99", "100.01"), quote("XOM", "49.99", "50.01")]
+    gate = gate_quotes(quotes, now=NOW, staleness_secs=30, max_spread_bps=100,
+                       requested=["AAPL"])
     assert list(gate.usable) == ["AAPL"]
     assert gate.unusable == (UnusableQuote(symbol="XOM", reason="quoted but not requested"),)
