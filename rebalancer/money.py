@@ -12,7 +12,7 @@ The extra cost of rounding towards the market is under one tick per share.
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal, localcontext
 from enum import Enum
 
 BPS_PER_UNIT = Decimal(10_000)
@@ -122,5 +122,6 @@ def decimal_str(value: Decimal) -> str:
     """
     if value == 0:
         return "0"
-    text = f"{value.normalize():f}"
-    return text
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, len(value.as_tuple().digits))  # normalize() must not round
+        return f"{value.normalize():f}"

@@ -58,11 +58,12 @@ MAX_DEPTH = 8
 MAX_SIGNIFICANT_DIGITS = 20
 MAX_METADATA_ID_CHARS = 128
 SYMBOL_RULE = (
-    "1-12 characters of A-Z, 0-9, '.', '-' and inner spaces, "
+    "1-12 characters of A-Z, 0-9, and single '.', '-' or spaces between them, "
     "starting and ending with a letter or digit"
 )
 
-_SYMBOL_RE = re.compile(r"[A-Z0-9](?:[A-Z0-9. -]{0,10}[A-Z0-9])?")
+_SYMBOL_RE = re.compile(r"[A-Z0-9]+(?:[ .-][A-Z0-9]+)*")
+_SYMBOL_MAX = 12
 _RFC3339_RE = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -223,19 +224,28 @@ def _load_json(text: str) -> Any:
         raise _Reject(f"nested deeper than {MAX_DEPTH} levels") from None
 
 
+def _symbol_key(symbol: str) -> str:
+    return symbol.replace(".", " ").replace("-", " ")
+
+
 def _number(token: str) -> Decimal:
     try:
         value = Decimal(token)
     except (InvalidOperation, ValueError):  # pragma: no cover - the JSON grammar guarantees it
         raise _Reject(f"not a number: {token[:40]}") from None
     shown = token if len(token) <= 40 else token[:37] + "..."
-    if abs(value) > _DOUBLE_MAX:
+    # Exact comparisons: abs() and normalize() would round to the context's 28 digits.
+    if value.copy_abs() > _DOUBLE_MAX:
         raise _Reject(f"number {shown} is out of range (it overflows to infinity)")
     if value != 0 and value.adjusted() < _MIN_EXPONENT:
         raise _Reject(f"number {shown} is out of range (it underflows to zero)")
-    if value != 0 and len(value.normalize().as_tuple().digits) > MAX_SIGNIFICANT_DIGITS:
+    if value != 0 and _significant_digits(value) > MAX_SIGNIFICANT_DIGITS:
         raise _Reject(f"number {shown} has more than {MAX_SIGNIFICANT_DIGITS} significant digits")
     return value
+
+
+def _significant_digits(value: Decimal) -> int:
+    return len("".join(map(str, value.as_tuple().digits)).rstrip("0"))
 
 
 def _constant(token: str) -> Any:
@@ -303,7 +313,7 @@ def _parse_targets(raw: Any) -> tuple[TargetWeight, ...]:
         raise _Reject(f"targets: must be an array, got {_kind(raw)}")
     if not raw:
         raise _Reject("targets: is empty (at least one symbol is needed)")
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     lines: list[TargetWeight] = []
     for i, line in enumerate(raw):
         where = f"targets[{i}]"
@@ -316,12 +326,15 @@ def _parse_targets(raw: Any) -> tuple[TargetWeight, ...]:
         symbol = line["symbol"]
         if not isinstance(symbol, str):
             raise _Reject(f"{where}.symbol: must be a string, got {_kind(symbol)}")
-        if _SYMBOL_RE.fullmatch(symbol) is None:
+        if len(symbol) > _SYMBOL_MAX or _SYMBOL_RE.fullmatch(symbol) is None:
             shown = json.dumps(symbol[:20])
             raise _Reject(f"{where}.symbol: {shown} is not a valid symbol ({SYMBOL_RULE})")
-        if symbol in seen:
-            raise _Reject(f"{where}.symbol: duplicate symbol {symbol}")
-        seen.add(symbol)
+        # "BRK B", "BRK.B" and "BRK-B" are spellings of one stock: one line at most.
+        key = _symbol_key(symbol)
+        if key in seen:
+            same = "duplicate symbol" if seen[key] == symbol else f"same stock as {seen[key]}:"
+            raise _Reject(f"{where}.symbol: {same} {symbol}")
+        seen[key] = symbol
         weight = line["weight"]
         if not isinstance(weight, Decimal):
             raise _Reject(f"{where}.weight: must be a number, got {_kind(weight)}")

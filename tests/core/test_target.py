@@ -27,7 +27,7 @@ from rebalancer.target import (
 
 REPO = Path(__file__).resolve().parents[2]
 SYMBOL_RULE = (
-    "(1-12 characters of A-Z, 0-9, '.', '-' and inner spaces, "
+    "(1-12 characters of A-Z, 0-9, and single '.', '-' or spaces between them, "
     "starting and ending with a letter or digit)"
 )
 ONE = '"targets": [{"symbol": "AAPL", "weight": 0.1}]'
@@ -423,3 +423,37 @@ def test_any_target_shaped_json_gives_target_or_target_error(
 def test_any_bytes_give_target_or_target_error(data: bytes) -> None:
     """Arbitrary bytes never raise anything but TargetError."""
     _check_outcome(data, None)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        ("BRK B", "BRK.B", "targets[1].symbol: same stock as BRK B: BRK.B"),
+        ("BRK.B", "BRK-B", "targets[1].symbol: same stock as BRK.B: BRK-B"),
+        ("AAPL", "AAPL", "targets[1].symbol: duplicate symbol AAPL"),
+    ],
+)
+def test_two_spellings_of_one_stock_are_refused(first: str, second: str, message: str) -> None:
+    """Class-share spellings that a broker maps to one stock count as the same symbol."""
+    doc = {"targets": [{"symbol": first, "weight": 0.1}, {"symbol": second, "weight": 0.1}]}
+    with pytest.raises(TargetError) as info:
+        parse_target_bytes(json.dumps(doc).encode())
+    assert str(info.value) == f"target: {message}"
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        ("0.10000000000000000000000000000000001",
+         "number 0.10000000000000000000000000000000001 has more than 20 significant digits"),
+        ("1.79769313486231570000000000000001e308",
+         "number 1.79769313486231570000000000000001e308 is out of range "
+         "(it overflows to infinity)"),
+    ],
+)
+def test_numbers_are_checked_without_context_rounding(number: str, message: str) -> None:
+    """Digit counts and range are checked exactly, beyond Decimal's default 28 digits."""
+    raw = ('{"targets": [{"symbol": "AAPL", "weight": ' + number + "}]}").encode()
+    with pytest.raises(TargetError) as info:
+        parse_target_bytes(raw)
+    assert str(info.value) == f"target: {message}"
