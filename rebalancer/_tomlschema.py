@@ -102,7 +102,7 @@ def _kind(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int):
         return "an integer"
-    if isinstance(value, float):
+    if isinstance(value, float | Decimal):
         return "a float"
     if isinstance(value, str):
         return "a string"
@@ -159,18 +159,34 @@ def _convert(tp: Any, raw: Any, key: str, meta: Mapping[str, Any], base_dir: Pat
     if tp is str:
         if not isinstance(raw, str):
             raise SchemaError(key, f"must be a string, got {_kind(raw)}")
+        _refuse_control_chars(raw, key)
         if meta.get("lo") is not None and len(raw.strip()) < int(meta["lo"]):
             raise SchemaError(key, "must not be empty")
         return raw
     if tp is Path:
         if not isinstance(raw, str) or not raw.strip():
             raise SchemaError(key, f"must be a non-empty path string, got {_kind(raw)}")
-        path = Path(raw).expanduser()
+        _refuse_control_chars(raw, key)
+        try:
+            path = Path(raw).expanduser()
+        except RuntimeError:  # "~nosuchuser/..."
+            raise SchemaError(key, f"cannot expand the home directory in {raw!r}") from None
         return path if path.is_absolute() else _normal(base_dir / path)
     raise TypeError(f"unsupported schema type {tp!r} at {key}")  # a programming error
 
 
+def _refuse_control_chars(raw: str, key: str) -> None:
+    bad = next((c for c in raw if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise SchemaError(key, f"must not contain control characters (found {bad!r})")
+
+
 def _to_decimal(raw: Any, key: str) -> Decimal:
+    if isinstance(raw, Decimal):  # TOML floats parsed exactly (tomllib parse_float=Decimal)
+        if not raw.is_finite():
+            shown = "nan" if raw.is_nan() else ("inf" if raw > 0 else "-inf")  # TOML spelling
+            raise SchemaError(key, f"must be a finite number, got {shown}")
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise SchemaError(key, f"must be a number, got {_kind(raw)}")
     if isinstance(raw, float) and not math.isfinite(raw):

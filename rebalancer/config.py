@@ -234,7 +234,7 @@ def load_config(path: Path | str) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(path, f"not valid UTF-8 at byte {exc.start}") from None
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, f"not valid TOML: {exc}") from None
     return parse_config(data, base_dir=path.resolve().parent, source=path)
@@ -272,6 +272,13 @@ def _check_invariants(cfg: Config, source: Path | None) -> None:
             source,
             f"must be 1 for a cash account (account.type = \"cash\"), got {cfg.risk.max_leverage}",
             key="risk.max_leverage",
+        )
+    if cfg.risk.min_trade_usd > cfg.risk.max_trade_usd:
+        raise ConfigError(
+            source,
+            f"must not exceed risk.max_trade_usd ({cfg.risk.max_trade_usd}), "
+            f"got {cfg.risk.min_trade_usd}",
+            key="risk.min_trade_usd",
         )
     if "/" in cfg.audit.file or cfg.audit.file in {".", ".."}:
         raise ConfigError(source, "must be a plain file name, not a path", key="audit.file")

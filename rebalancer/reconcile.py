@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from rebalancer.quotegate import book_problem
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -47,12 +49,17 @@ class ReconcileReport:
 
 
 def valuation_price(quote: Quote | None) -> Decimal | None:
-    """Mid of a two-sided book, else the last trade, else ``None``."""
+    """Mid of a sound two-sided book, else a finite positive last trade, else ``None``.
+
+    These quotes never went through the quote gate (the orders are done), so a NaN, a
+    non-positive price or a crossed book must not be used, nor raise.
+    """
     if quote is None:
         return None
-    if quote.bid is not None and quote.ask is not None and quote.bid > 0 and quote.ask > 0:
-        return (quote.bid + quote.ask) / 2
-    if quote.last is not None and quote.last > 0:
+    bid, ask = quote.bid, quote.ask
+    if bid is not None and ask is not None and book_problem(bid, ask) is None:
+        return (bid + ask) / 2
+    if quote.last is not None and quote.last.is_finite() and quote.last > 0:
         return quote.last
     return None
 

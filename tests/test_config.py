@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from rebalancer.config import parse_config
+from rebalancer.config import load_config, parse_config
 from rebalancer.errors import ConfigError
 
 
@@ -129,3 +130,30 @@ def test_misspelt_section_is_an_unknown_key(tmp_path: Path) -> None:
         parse_config({"acount": {"id": "DU1"}}, base_dir=tmp_path)
     assert str(info.value).startswith("acount: unknown key (known keys: account, audit, broker,")
     assert "source" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[account]\nid = "DU1"\n[audit]\ndir = "~nosuchuser_xyz/audit"\n',
+         "audit.dir: cannot expand the home directory in '~nosuchuser_xyz/audit'"),
+        ('[account]\nid = "DU1"\n[risk]\nmin_trade_usd = 5000\nmax_trade_usd = 1000\n',
+         "risk.min_trade_usd: must not exceed risk.max_trade_usd (1000), got 5000"),
+        ('[account]\nid = "DU1\\n"\n',
+         "account.id: must not contain control characters (found '\\n')"),
+    ],
+)
+def test_more_bad_config_files(tmp_path: Path, body: str, message: str) -> None:
+    """Home-directory typos, inverted trade limits and control characters are refused cleanly."""
+    path = tmp_path / "c.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_toml_decimals_are_read_exactly(tmp_path: Path) -> None:
+    """A TOML float is read as the exact decimal written, not through a binary float."""
+    path = tmp_path / "c.toml"
+    path.write_text('[account]\nid = "DU1"\n[risk]\nmin_trade_usd = 100.000000000000000001\n')
+    assert load_config(path).risk.min_trade_usd == Decimal("100.000000000000000001")
