@@ -241,21 +241,61 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def parse_line(line: bytes) -> dict[str, Any] | None:
-    """Strictly parse one line (without its newline) into a JSON object, or ``None``.
+def parse_strict(raw: bytes) -> dict[str, Any]:
+    """Strictly parse one line (without its newline) into a JSON object.
 
-    ``None`` for anything that is not a JSON object: bad UTF-8, bad JSON, NaN/Infinity,
-    duplicate keys, a top-level array or scalar.
+    Raises ``ValueError`` for bad UTF-8, bad JSON, the constants ``NaN``/``Infinity``/
+    ``-Infinity``, a duplicate key in any object, nesting too deep, or a top-level value that
+    is not an object.
     """
     try:
         value = json.loads(
-            line.decode("utf-8"),
+            raw.decode("utf-8"),
             parse_constant=_reject_constant,
             object_pairs_hook=_no_duplicates,
         )
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8: {exc.reason}") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"top-level JSON value is a {type(value).__name__}, not an object")
+    return value
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """Strictly parse one line (without its newline) into a JSON object, or ``None``.
+
+    ``None`` for anything ``parse_strict`` refuses: bad UTF-8, bad JSON, NaN/Infinity,
+    duplicate keys, a top-level array or scalar.
+    """
+    try:
+        return parse_strict(line)
+    except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+
+
+def is_canonical(raw: bytes, record: Mapping[str, Any]) -> bool:
+    """True when ``raw`` (a line without its newline) is exactly ``canonical_bytes(record)``."""
+    try:
+        return raw == canonical_bytes(record)
+    except AuditPayloadError:
+        return False
+
+
+def verify_line(raw: bytes) -> dict[str, Any] | None:
+    """The record on one line of a hash-chained log when the line is sound, else ``None``.
+
+    ``raw`` is the line without its ``\\n``. Sound means: ``parse_strict`` accepts it, the bytes
+    are exactly the canonical encoding of the parsed record (so a rewritten float, extra
+    whitespace or raw non-ASCII bytes are refused even when they parse to the same values), and
+    the record's ``hash`` is the SHA-256 of those canonical bytes without the ``hash`` key.
+    Chain checks (``prev_hash``, sequence numbers) are the caller's.
+    """
+    record = parse_line(raw)
+    if record is None or not is_canonical(raw, record) or not verify_record_hash(record):
+        return None
+    return record
 
 
 def _chain_problem(record: Mapping[str, Any], last_seq: int, last_hash: str) -> str | None:
