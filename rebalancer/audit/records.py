@@ -114,7 +114,7 @@ def _dumps(value: Any) -> bytes:
         text = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
         )
-    except ValueError as exc:  # pragma: no cover - to_json_value already rejects non-finite
+    except ValueError as exc:  # non-finite: to_json_value rejects it first; parsed lines reach it
         raise AuditPayloadError(str(exc)) from None
     return text.encode("ascii")
 
@@ -203,7 +203,9 @@ class AuditRecord:
 
 # --- Scanning a log's bytes (shared by the appender, which reads what other writers added, and
 # by repair). The reader/validator has its own richer classifier; this one only answers "where
-# does the valid chain end, and is what follows a torn tail or damage?".
+# does the valid chain end, and is what follows a torn tail or damage?". The rule, shared with
+# the validator: a torn tail is only the non-empty bytes after the file's last ``\n``; every
+# ``\n``-terminated line must be a sound record (``verify_line`` plus the chain).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +224,10 @@ class LogScan:
     torn_offset: int | None = None
     """File offset where a torn tail starts (it runs to end of file), or ``None``."""
     torn_reason: str | None = None
+    tail_record: Mapping[str, Any] | None = None
+    """The torn tail when it is itself a complete, valid next record that only lacks its
+    ``\\n`` (repair completes it instead of cutting it); ``None`` otherwise. Not counted in
+    ``records``/``last_*``."""
     ancestor_line: int | None = None
     """Line number of the first record without a hash (ancestor format), or ``None``."""
     repaired_copies: tuple[str, ...] = ()
@@ -283,6 +289,24 @@ def is_canonical(raw: bytes, record: Mapping[str, Any]) -> bool:
         return False
 
 
+def _line_problem(raw: bytes, record: dict[str, Any]) -> str | None:
+    """Why ``raw`` is not the canonical, hash-verified line of ``record`` (parsed from it).
+
+    ``record`` came from ``parse_strict`` and so holds plain JSON values only: the pinned
+    ``json.dumps`` applies directly (a float overflowing to infinity fails it).
+    """
+    try:
+        if raw != _dumps(record):
+            return "line is not the canonical JSON of its record (bytes altered or re-encoded)"
+        stored = record.get("hash")
+        body = _dumps({k: v for k, v in record.items() if k != "hash"})
+    except AuditPayloadError:
+        return "line holds a number that is not finite"
+    if not isinstance(stored, str) or stored != hashlib.sha256(body).hexdigest():
+        return "hash does not match the record"
+    return None
+
+
 def verify_line(raw: bytes) -> dict[str, Any] | None:
     """The record on one line of a hash-chained log when the line is sound, else ``None``.
 
@@ -293,12 +317,15 @@ def verify_line(raw: bytes) -> dict[str, Any] | None:
     Chain checks (``prev_hash``, sequence numbers) are the caller's.
     """
     record = parse_line(raw)
-    if record is None or not is_canonical(raw, record) or not verify_record_hash(record):
+    if record is None or _line_problem(raw, record) is not None:
         return None
     return record
 
 
-def _chain_problem(record: Mapping[str, Any], last_seq: int, last_hash: str) -> str | None:
+def _chain_problem(
+    raw: bytes, record: dict[str, Any], last_seq: int, last_hash: str
+) -> str | None:
+    """Why ``record`` (parsed from ``raw``) cannot follow ``last_seq``/``last_hash``, if so."""
     for key, kind in (
         ("event", str), ("ts", str), ("run_id", str), ("config_hash", str),
         ("prev_hash", str), ("hash", str),
@@ -308,8 +335,9 @@ def _chain_problem(record: Mapping[str, Any], last_seq: int, last_hash: str) -> 
     seq = record.get("sequence_number")
     if isinstance(seq, bool) or not isinstance(seq, int):
         return "header key sequence_number missing or not an int"
-    if not verify_record_hash(record):
-        return "hash does not match the record"
+    problem = _line_problem(raw, record)
+    if problem is not None:
+        return problem
     if seq != last_seq + 1:
         kind_of = "duplicate or out of order" if seq <= last_seq else "gap"
         return f"sequence_number {seq} after {last_seq} ({kind_of})"
@@ -330,74 +358,72 @@ def scan_log(
     """Walk ``data`` (the file's bytes from ``base_offset``) and check the hash chain.
 
     ``last_sequence_number``/``last_hash`` describe the record just before ``base_offset``.
-    A torn tail (the first bad byte runs to end of file and no later line is a JSON object:
-    a cut line without newline, an unparseable last line, NUL or junk fill) is returned in
-    ``torn_offset``. A first record with neither ``hash`` nor ``prev_hash`` stops the walk
-    (``ancestor_line``); any other record without ``hash`` is corruption. Any other
-    damage (a bad line followed by a record, a hash mismatch, a sequence gap or duplicate, a
-    broken chain) raises ``AuditCorruptError`` naming the line and offset.
+
+    Every ``\\n``-terminated line must be a sound record: strictly parsed, exactly its canonical
+    JSON bytes, its hash verified, numbered and chained after the one before. Any other such line
+    (unparseable, blank, non-canonical, a hash mismatch, a sequence gap or duplicate, a broken
+    chain) raises ``AuditCorruptError`` naming the line and offset, even when it is the last one.
+
+    Only the non-empty bytes after the last ``\\n`` (a cut line, NUL or junk fill) are a torn
+    tail, returned in ``torn_offset``. When that fragment is itself a complete, valid next
+    record, it is still a torn tail, with the record in ``tail_record``.
+
+    A first record with neither ``hash`` nor ``prev_hash`` stops the walk (``ancestor_line``:
+    the ancestor format, readable but not appendable); any other record without ``hash`` is
+    corruption.
     """
+    body_end = data.rfind(b"\n") + 1  # 0 when there is no newline at all
     offset = 0
     line_no = base_line
     records = 0
     last_seq, prev = last_sequence_number, last_hash
     last_record: dict[str, Any] | None = None
     copies: list[str] = []
-    end = 0
 
     def result(**extra: Any) -> LogScan:
         return LogScan(
-            records=records, end_offset=base_offset + end, lines=line_no,
+            records=records, end_offset=base_offset + offset, lines=line_no,
             last_sequence_number=last_seq, last_hash=prev, last_record=last_record,
             repaired_copies=tuple(copies), **extra,
         )
 
-    while offset < len(data):
-        newline = data.find(b"\n", offset)
-        complete = newline != -1
-        stop = newline if complete else len(data)
-        record = parse_line(data[offset:stop])
-        if record is None or not complete:
-            reason = "last line has no newline" if not complete else "unparseable line"
-            if record is None and b"\x00" in data[offset:stop]:
-                reason = "NUL bytes after the last record"
-            if _later_object(data, stop + 1):
-                raise AuditCorruptError(
-                    path, f"{reason} followed by further records",
-                    offset=base_offset + offset, line=line_no + 1,
-                )
-            return result(torn_offset=base_offset + offset, torn_reason=reason)
+    def corrupt(reason: str) -> AuditCorruptError:
+        return AuditCorruptError(path, reason, offset=base_offset + offset, line=line_no + 1)
+
+    while offset < body_end:
+        newline = data.index(b"\n", offset)
+        raw = data[offset:newline]
+        if not raw.strip():
+            raise corrupt("blank line" if not raw else "whitespace-only line")
+        record = parse_line(raw)
+        if record is None:
+            reason = "NUL bytes in a line" if b"\x00" in raw else "unparseable line"
+            raise corrupt(reason)
         if "hash" not in record:
             if last_seq == 0 and prev == GENESIS_HASH and "prev_hash" not in record:
                 # The file starts in the ancestor format (no chain): readable, not appendable.
                 line_no += 1
+                offset = newline + 1
                 return result(ancestor_line=line_no)
-            raise AuditCorruptError(
-                path, "record without hash inside a hash-chained log",
-                offset=base_offset + offset, line=line_no + 1,
-            )
-        problem = _chain_problem(record, last_seq, prev)
+            raise corrupt("record without hash inside a hash-chained log")
+        problem = _chain_problem(raw, record, last_seq, prev)
         if problem is not None:
-            raise AuditCorruptError(
-                path, problem, offset=base_offset + offset, line=line_no + 1
-            )
+            raise corrupt(problem)
         line_no += 1
         records += 1
         last_seq, prev, last_record = record["sequence_number"], record["hash"], record
         if record["event"] == "tail_repaired" and isinstance(record.get("original_copy"), str):
             copies.append(record["original_copy"])
-        offset = end = newline + 1
-    return result()
-
-
-def _later_object(data: bytes, start: int) -> bool:
-    """True when some line at or after ``start`` parses as a JSON object."""
-    while start < len(data):
-        newline = data.find(b"\n", start)
-        stop = newline if newline != -1 else len(data)
-        if parse_line(data[start:stop]) is not None:
-            return True
-        if newline == -1:
-            return False
-        start = newline + 1
-    return False
+        offset = newline + 1
+    if offset == len(data):
+        return result()
+    tail = data[offset:]
+    tail_record = parse_line(tail)
+    if tail_record is not None and _chain_problem(tail, tail_record, last_seq, prev) is None:
+        return result(
+            torn_offset=base_offset + offset,
+            torn_reason="the last record is complete but has no newline",
+            tail_record=tail_record,
+        )
+    reason = "NUL bytes after the last record" if b"\x00" in tail else "last line has no newline"
+    return result(torn_offset=base_offset + offset, torn_reason=reason)

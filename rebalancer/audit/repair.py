@@ -1,16 +1,21 @@
-"""Repair a torn audit-log tail: keep a copy, cut the torn bytes, record the repair.
+"""Repair a torn audit-log tail: keep a copy, cut (or complete) the tail, record the repair.
 
-Only a *torn tail* is repaired (the first bad byte runs to end of file: a line cut by a crash,
-NUL or junk fill). Damage anywhere else raises ``AuditCorruptError`` and the file is left
-untouched: the program never rewrites history.
+Only a *torn tail* is repaired: the non-empty bytes after the file's last ``\\n`` (a line cut by
+a crash, NUL or junk fill without a newline). Every ``\\n``-terminated line must already be a
+sound record; anything else there (even on the last line) raises ``AuditCorruptError`` and the
+file is left untouched: the program never rewrites history.
 
 Steps, each durable before the next:
 
 1. copy the whole original file to ``<name>.torn-<UTC timestamp>`` (0600, fsynced, directory
    fsynced);
-2. truncate the log to the end of its last valid record (``ftruncate`` + ``fsync``);
+2. truncate the log to the end of its last valid record (``ftruncate`` + ``fsync``), or, when
+   the torn tail is itself a complete, valid next record that only lacks its newline, append
+   that ``\\n`` (``write`` + ``fsync``) and keep the record;
 3. append a ``tail_repaired`` record (``original_copy``, ``truncated_at_offset``,
-   ``bytes_removed``) through the normal appender.
+   ``bytes_removed``, ``completed_line``) through the normal appender. ``truncated_at_offset``
+   is the length of the original kept verbatim: the cut point, or the original file size when
+   the line was completed (``bytes_removed`` 0, ``completed_line`` true).
 
 Running it again on a repaired log is a no-op. If a crash stopped an earlier repair between
 steps 2 and 3, the next repair finds the copy that no ``tail_repaired`` record mentions and
@@ -24,6 +29,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rebalancer.audit.errors import (
     AncestorLogError,
@@ -34,6 +40,9 @@ from rebalancer.audit.errors import (
 from rebalancer.audit.fileio import OS_FILE_IO, FileIO, read_all
 from rebalancer.audit.records import LogScan, scan_log
 from rebalancer.audit.writer import AuditLog, prepare_directory
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 COPY_MARKER = ".torn-"
 """The original is kept as ``<log name>.torn-<YYYYMMDDTHHMMSSffffffZ>``."""
@@ -48,6 +57,8 @@ class RepairReport:
     truncated_at_offset: int | None
     bytes_removed: int
     message: str
+    completed_line: bool = False
+    """True when the torn tail was a complete record and repair only added its newline."""
 
 
 def repair_log(
@@ -89,37 +100,56 @@ def repair_log(
             return _finish_interrupted_repair(
                 path, scan, data, invocation, config_hash, fio
             )
-        offset = scan.torn_offset
+        completed = scan.tail_record is not None
+        # ``offset``: how much of the original stays verbatim.
+        offset = len(data) if completed else scan.torn_offset
         removed = len(data) - offset
         copy = path.with_name(f"{path.name}{COPY_MARKER}{stamp}")
         try:
             _write_copy(fio, copy, data)
-            fio.ftruncate(fd, offset)
+            if completed:
+                # The descriptor is O_APPEND: the newline lands at the end of the file.
+                written = fio.write(fd, b"\n")
+                if written != 1:
+                    raise OSError(f"short write: {written} of 1 byte")
+            else:
+                fio.ftruncate(fd, offset)
             fio.fsync(fd)
         except OSError as exc:
-            raise AuditWriteError(path, "repair", f"copy/truncate: {exc}") from exc
+            step = "copy/complete" if completed else "copy/truncate"
+            raise AuditWriteError(path, "repair", f"{step}: {exc}") from exc
         fio.flock(fd, fcntl.LOCK_UN)
     finally:
         fio.close(fd)
+    # The completed record is now part of the chain; the repair record follows it.
+    last = scan.tail_record if scan.tail_record is not None else scan.last_record
     _record_repair(
-        path, copy=copy, offset=offset, removed=removed, run_id=invocation,
-        config_hash=_config_hash_of(scan, config_hash), io=fio,
+        path, copy=copy, offset=offset, removed=removed, completed=completed,
+        run_id=invocation, config_hash=_config_hash_of(last, config_hash), io=fio,
     )
+    if completed:
+        message = (
+            f"{path}: the last record was complete but had no newline; newline added at "
+            f"offset {offset}, nothing removed; original kept as {copy}"
+        )
+    else:
+        message = (
+            f"{path}: torn tail ({scan.torn_reason}) of {removed} bytes at offset {offset} "
+            f"removed; original kept as {copy}"
+        )
     return RepairReport(
         repaired=True,
         original_copy=copy,
         truncated_at_offset=offset,
         bytes_removed=removed,
-        message=(
-            f"{path}: torn tail ({scan.torn_reason}) of {removed} bytes at offset {offset} "
-            f"removed; original kept as {copy}"
-        ),
+        message=message,
+        completed_line=completed,
     )
 
 
 def _open_existing(io: FileIO, path: Path) -> int:
     try:
-        return io.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0)
+        return io.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0)
     except FileNotFoundError as exc:
         raise AuditPathError(path, "no such audit log") from exc
     except OSError as exc:
@@ -146,23 +176,29 @@ def _write_copy(io: FileIO, copy: Path, data: bytes) -> None:
     io.fsync_dir(copy.parent)
 
 
-def _config_hash_of(scan: LogScan, explicit: str | None) -> str:
+def _config_hash_of(last: Mapping[str, Any] | None, explicit: str | None) -> str:
+    """The explicit hash, else that of the log's last record, else empty."""
     if explicit is not None:
         return explicit
-    if scan.last_record is not None and isinstance(scan.last_record.get("config_hash"), str):
-        return str(scan.last_record["config_hash"])
+    if last is not None and isinstance(last.get("config_hash"), str):
+        return str(last["config_hash"])
     return ""
 
 
 def _record_repair(
-    path: Path, *, copy: Path, offset: int, removed: int, run_id: str, config_hash: str,
-    io: FileIO,
+    path: Path, *, copy: Path, offset: int, removed: int, completed: bool, run_id: str,
+    config_hash: str, io: FileIO,
 ) -> None:
     log = AuditLog.open_sync(path, run_id=run_id, config_hash=config_hash, io=io)
     try:
         log.append_sync(
             "tail_repaired",
-            {"original_copy": str(copy), "truncated_at_offset": offset, "bytes_removed": removed},
+            {
+                "original_copy": str(copy),
+                "truncated_at_offset": offset,
+                "bytes_removed": removed,
+                "completed_line": completed,
+            },
         )
     finally:
         log.close_sync()
@@ -181,14 +217,24 @@ def _finish_interrupted_repair(
             copy_scan = scan_log(original, path=copy)
         except AuditError:
             continue  # A damaged stray copy is not one of ours.
-        cut = copy_scan.torn_offset
-        # Only the exact state "truncated, not yet recorded": the log ends where the copy tore.
-        if cut is None or len(data) != cut or original[:cut] != data:
+        if copy_scan.torn_offset is None:
             continue
+        # Only the exact state "cut (or completed), not yet recorded".
+        completed = copy_scan.tail_record is not None
+        if completed:
+            if data != original + b"\n":
+                continue
+            cut = len(original)
+            done = f"had already added the missing newline at offset {cut}"
+        else:
+            cut = copy_scan.torn_offset
+            if len(data) != cut or original[:cut] != data:
+                continue
+            done = f"had already cut {len(original) - cut} bytes at offset {cut}"
         removed = len(original) - cut
         _record_repair(
-            path, copy=copy, offset=cut, removed=removed, run_id=run_id,
-            config_hash=_config_hash_of(scan, config_hash), io=io,
+            path, copy=copy, offset=cut, removed=removed, completed=completed, run_id=run_id,
+            config_hash=_config_hash_of(scan.last_record, config_hash), io=io,
         )
         return RepairReport(
             repaired=True,
@@ -196,9 +242,10 @@ def _finish_interrupted_repair(
             truncated_at_offset=cut,
             bytes_removed=removed,
             message=(
-                f"{path}: an interrupted repair had already cut {removed} bytes at offset "
-                f"{cut} (original kept as {copy}); its tail_repaired record is now written"
+                f"{path}: an interrupted repair {done} (original kept as {copy}); "
+                "its tail_repaired record is now written"
             ),
+            completed_line=completed,
         )
     return RepairReport(
         repaired=False,

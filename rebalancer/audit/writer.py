@@ -3,7 +3,8 @@
 Rules (CONTRACT §5.2):
 
 1. A record is durable before ``append`` returns: one ``os.write`` of the whole line with the
-   returned length checked, then ``fdatasync``. A new file is fsynced and so is its directory.
+   returned length checked, then ``fdatasync``. Every open fsyncs the file and its directory
+   (so a file whose creating open died before the directory fsync is made durable by the next).
 2. Any write or sync error, including a short write, is fail-stop: the log is *poisoned*, the
    caller gets ``AuditWriteError``, nothing is retried (never an fsync), and every later append
    raises at once without touching the file.
@@ -14,9 +15,11 @@ Rules (CONTRACT §5.2):
 4. The file is 0600 in a 0700 directory whatever the umask. A symlinked file or directory is
    refused. An existing directory or file we own is tightened to 0700/0600; one owned by
    someone else is refused when group or others can access it.
-5. Opening a log whose tail is torn raises ``TornTailError`` (repair it with
-   ``rebalancer audit repair``); other damage raises ``AuditCorruptError``; a log in the
-   ancestor format (no hash chain) raises ``AncestorLogError``.
+5. Opening a log whose tail is torn (non-empty bytes after its last ``\\n``, even a complete
+   record that only lacks its newline) raises ``TornTailError`` (repair it with
+   ``rebalancer audit repair``); any ``\\n``-terminated line that is not a sound, canonical,
+   chained record raises ``AuditCorruptError``; a log in the ancestor format (no hash chain)
+   raises ``AncestorLogError``.
 
 The blocking work runs in a worker thread (``anyio.to_thread.run_sync``). A cancelled caller
 does not interrupt it: the record is either fully appended and synced, or the log is poisoned.
@@ -237,12 +240,16 @@ class AuditLog:
         fd, created = _open_file(fio, path)
         try:
             _check_file(fd, path, fio)
-            if created:
-                try:
-                    fio.fsync(fd)
-                    fio.fsync_dir(directory)
-                except OSError as exc:
-                    raise AuditWriteError(path, "create", _os_reason(exc)) from exc
+            # On every open, not only when this call created the file: an earlier open that
+            # crashed or failed between O_CREAT and the directory fsync left an entry that a
+            # power loss could still drop, with every record in it. Two syncs per open.
+            try:
+                fio.fsync(fd)
+                fio.fsync_dir(directory)
+            except OSError as exc:
+                raise AuditWriteError(
+                    path, "create" if created else "open", _os_reason(exc)
+                ) from exc
             fio.flock(fd, fcntl.LOCK_EX)
             try:
                 size = fio.fstat(fd).st_size

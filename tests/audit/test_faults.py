@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -137,13 +138,21 @@ async def test_fsync_error_is_not_retried(faulty_io: type, log_path: Path) -> No
 
 
 def _crash_states(durable: bytes, unsynced: bytes) -> list[tuple[str, bytes]]:
-    """ALICE-style states after a crash: the unsynced append lost, cut, zero- or junk-filled."""
+    """ALICE-style states after a crash: the unsynced append lost, cut, zero- or junk-filled.
+
+    Junk holds no newline: newline-terminated junk is mid-file damage, not a torn tail.
+    """
     states = [("dropped", durable), ("kept", durable + unsynced)]
     for cut in (1, len(unsynced) // 2, len(unsynced) - 1):
         states.append((f"prefix{cut}", durable + unsynced[:cut]))
     states.append(("zeros", durable + b"\x00" * len(unsynced)))
-    states.append(("junk", durable + bytes((i * 37 + 11) % 256 for i in range(len(unsynced)))))
+    states.append(("junk", durable + _junk(len(unsynced)).replace(b"\n", b"\x0b")))
     return states
+
+
+def _junk(n: int) -> bytes:
+    """``n`` bytes of deterministic junk (a newline at index 83)."""
+    return bytes((i * 37 + 11) % 256 for i in range(n))
 
 
 @pytest.mark.parametrize("k", range(1, APPENDS + 1))
@@ -178,3 +187,43 @@ async def test_every_crash_state_recovers_with_all_durable_records(
         async with await AuditLog.open(path, run_id="next", config_hash="c") as again:
             nxt = await again.append("run_started")
         assert nxt.sequence_number == scan.last_sequence_number + 1, name
+
+
+@pytest.mark.parametrize("first", ["fails", "crashes"])
+async def test_next_open_makes_an_undurable_new_entry_durable(
+    faulty_io: type, log_path: Path, first: str
+) -> None:
+    """A first open that failed (or died) before the directory fsync is healed by the next open."""
+    if first == "fails":
+        io = faulty_io(fail_op="sync", at=2, error=errno.EIO)  # 1: file, 2: directory fsync
+        with pytest.raises(AuditWriteError, match="create"):
+            AuditLog.open_sync(log_path, run_id="r1", config_hash="c", io=io)
+    else:
+        # As if the process died between O_CREAT and the directory fsync.
+        io = faulty_io()
+        log_path.parent.mkdir(mode=0o700)
+        io.close(io.open(log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    assert log_path.exists()
+    assert io.durable_bytes(log_path) is None  # a power loss now would drop the file
+    log = AuditLog.open_sync(log_path, run_id="r2", config_hash="c", io=io)
+    rec = log.append_sync("kill_requested", {"why": "test"})
+    log.close_sync()
+    assert rec.sequence_number == 1
+    io.power_loss()
+    assert log_path.exists()
+    assert log_path.stat().st_size == rec.size
+    assert json.loads(log_path.read_bytes())["hash"] == rec.hash
+
+
+async def test_every_open_of_an_existing_log_syncs_file_and_directory(
+    faulty_io: type, log_path: Path
+) -> None:
+    """Reopening an existing log costs the same two syncs (file, then directory) as creating it."""
+    AuditLog.open_sync(log_path, run_id="r1", config_hash="c").close_sync()
+    io = faulty_io(fail_op="sync", at=2, error=errno.EIO)
+    with pytest.raises(AuditWriteError, match="during open"):
+        AuditLog.open_sync(log_path, run_id="r2", config_hash="c", io=io)
+    assert io.counts["sync"] == 2
+    log = AuditLog.open_sync(log_path, run_id="r3", config_hash="c", io=io)
+    log.close_sync()
+    assert io.counts["sync"] == 4
