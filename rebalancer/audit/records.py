@@ -127,7 +127,12 @@ def record_hash(record_without_hash: Mapping[str, Any]) -> str:
 
 
 def verify_record_hash(record: Mapping[str, Any]) -> bool:
-    """True when ``record`` carries a ``hash`` equal to the hash of the rest of the record."""
+    """True when ``record`` carries a ``hash`` equal to the hash of the rest of the record.
+
+    A check over parsed values only: a line re-spelled to the same values (``1E-05`` for
+    ``1e-05``, extra whitespace) still passes. To check a line as it is on disk, use
+    ``verify_line``.
+    """
     stored = record.get("hash")
     return isinstance(stored, str) and stored == record_hash(record)
 
