@@ -12,23 +12,34 @@ Two formats are understood, record by record:
 
 A record counts as ours when it carries any of ``hash``, ``prev_hash``, ``run_id`` or
 ``config_hash``; otherwise it is read as ancestor format. Lines that are not JSON objects are not
-records: they are kept as ``LineProblem`` entries, and the unparseable region at the end of the
-file (if any) as the ``torn_tail``. Structural checks (hash chain, sequence, ordering) belong to
-``rebalancer.audit.validate``; the reader never raises on bad content, only on I/O.
+records: they are kept as ``LineProblem`` entries. A line of ours must also parse strictly
+(``records.parse_strict``: no duplicate keys, no ``NaN``/``Infinity``); one that does not is a
+``malformed_json`` problem, not a record. Ancestor lines are parsed leniently.
+
+The torn tail follows the writer's rule (``records.scan_log``): only the non-empty bytes after the
+file's last ``\n``. Every ``\n``-terminated line that is not a record (blank lines included) is a
+problem, even the last one. When the unterminated fragment is itself a complete, sound record of
+ours that chains onto the record before it, it is read as a record *and* reported as a torn tail
+with ``complete=True`` (``audit repair`` adds the newline and keeps it).
+
+Structural checks (hash chain, sequence, ordering) belong to ``rebalancer.audit.validate``; the
+reader never raises on bad content, only on I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
+from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar
 
-from rebalancer.audit.records import parse_ts
+from rebalancer.audit.records import GENESIS_HASH, parse_strict, parse_ts, verify_line
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -233,7 +244,7 @@ class Record:
             return None
         try:
             return parse_ts(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # e.g. year 1 with a positive offset
             return None
 
     def text(self, key: str) -> str | None:
@@ -251,7 +262,7 @@ class Record:
             return None
         try:
             return _cents(value) if key.endswith("_cents") else parse_money(value)
-        except ValueError:
+        except (ValueError, ArithmeticError):  # ArithmeticError: decimal overflow
             return None
 
     def shares(self, key: str) -> int | None:
@@ -289,25 +300,105 @@ class TornTail:
     length: int
     """Bytes in the torn region."""
     reason: str
+    complete: bool = False
+    """The fragment is a complete, sound record that only lacks its newline: it is also in
+    ``records``, and ``audit repair`` keeps it (adds the newline) instead of cutting it."""
 
 
 def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, ProblemCode | None, str]:
     """Parse one line: ``(object, None, "")`` or ``(None, code, message)`` for a non-record.
 
-    Codes: ``blank_line`` (only whitespace), ``malformed_json`` (not JSON, NUL bytes, bad UTF-8),
-    ``not_an_object`` (JSON but not an object).
+    Codes: ``blank_line`` (only whitespace), ``malformed_json`` (not JSON, NUL bytes, bad UTF-8;
+    for a record of ours also duplicate keys and ``NaN``/``Infinity``), ``not_an_object`` (JSON
+    but not an object).
     """
     if not raw.strip():
         return None, "blank_line", "blank line"
     if b"\x00" in raw:
         return None, "malformed_json", "line contains NUL bytes"
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = _loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         return None, "malformed_json", f"invalid JSON: {_short(exc)}"
     if not isinstance(value, dict):
         return None, "not_an_object", f"JSON {type(value).__name__} where an object was expected"
+    if record_format(value) == "rebalancer":
+        problem = strict_problem(value, raw)
+        if problem is not None:
+            return None, "malformed_json", problem
     return value, None, ""
+
+
+_loads: Final = json.JSONDecoder().decode
+_HASH_MARK: Final = b',"hash":"'
+
+
+def canonical_fast(obj: Mapping[str, Any], raw: bytes, stored: str) -> bool:
+    """Cheap proof that ``raw`` is the sound canonical line of ``obj`` (``False``: not proven).
+
+    ``stored`` is ``obj["hash"]``. The line with its ``,"hash":"..."`` entry cut out must hash to
+    ``stored``: then (SHA-256 being preimage resistant) those bytes are the canonical encoding the
+    writer hashed, so they hold no duplicate keys, odd spellings or whitespace. What is left to
+    check is that the entry sat in its sorted place: ``obj`` keeps the line's key order, so its
+    neighbours must sort around ``"hash"``. ``False`` means "use the exact slow check", never
+    "unsound".
+    """
+    if not stored.isascii():
+        return False
+    marker = _HASH_MARK + stored.encode("ascii") + b'"'
+    at = raw.find(marker)
+    if at <= 0 or hashlib.sha256(raw[:at] + raw[at + len(marker):]).hexdigest() != stored:
+        return False
+    keys = list(obj)
+    i = keys.index("hash")
+    return 0 < i < len(keys) - 1 and keys[i - 1] < "hash" < keys[i + 1]
+
+
+def strict_problem(obj: Mapping[str, Any], raw: bytes) -> str | None:
+    """Why a line of ours is not a strictly parsed JSON object (duplicate keys, ``NaN``...).
+
+    ``None`` when it is; only lines that are not provably canonical are re-parsed.
+    """
+    stored = obj.get("hash")
+    if isinstance(stored, str) and canonical_fast(obj, raw, stored):
+        return None
+    try:
+        parse_strict(raw)
+    except (ValueError, RecursionError) as exc:
+        return f"invalid JSON: {_short(exc)}"
+    return None
+
+
+def complete_tail(
+    raw: bytes, before: Mapping[str, Any] | None, first: bool
+) -> dict[str, Any] | None:
+    """The record in an unterminated last fragment when it is complete and sound, else ``None``.
+
+    Sound as ``records.verify_line`` (strict, canonical, hash verified) and chained: numbered one
+    after ``before`` (the record just before it; ``first``: the fragment is the file's first line,
+    so it must be sequence 1 after the genesis hash) with ``prev_hash`` naming its ``hash``.
+    """
+    try:
+        record = verify_line(raw)
+    except (ValueError, RecursionError):
+        record = None
+    if record is None:
+        return None
+    seq = record.get("sequence_number")
+    want_prev: object
+    if first:
+        want_seq, want_prev = 1, GENESIS_HASH
+    elif before is not None and record_format(before) == "rebalancer":
+        last = before.get("sequence_number")
+        want_prev = before.get("hash")
+        if isinstance(last, bool) or not isinstance(last, int) or not isinstance(want_prev, str):
+            return None
+        want_seq = last + 1
+    else:
+        return None
+    if isinstance(seq, bool) or seq != want_seq or record.get("prev_hash") != want_prev:
+        return None
+    return record
 
 
 def _short(exc: BaseException) -> str:
@@ -788,29 +879,69 @@ class _Group:
         self.records: list[Record] = []
         self.brackets: list[_OpenBracket] = []
         self.orphans: list[Record] = []
-        self.open: list[_OpenBracket] = []  # ancestor: open intents in file order
+        self.open: OpenQueue[_OpenBracket] = OpenQueue()  # ancestor: open intents by position
 
 
 class _OpenBracket:
-    __slots__ = ("intent", "operation", "result", "run_id")
+    __slots__ = ("done", "intent", "operation", "result", "run_id")
 
     def __init__(self, operation: str, intent: Record, run_id: str) -> None:
         self.operation = operation
         self.intent = intent
         self.run_id = run_id
         self.result: Record | None = None
+        self.done = False
 
 
-def _ancestor_match(group: _Group, result: Record, operation: str) -> _OpenBracket | None:
-    candidates = [b for b in group.open if b.operation == operation]
-    if not candidates:
+class _Pending(Protocol):
+    done: bool
+
+
+_P = TypeVar("_P", bound=_Pending)
+
+
+class OpenQueue(Generic[_P]):
+    """Open ancestor intents, paired by position in O(1) amortised per record.
+
+    One FIFO per operation and, for orders, one per (operation, symbol); a matched intent is
+    marked ``done`` and dropped lazily when it reaches the front of the other queue.
+    """
+
+    __slots__ = ("by_op", "by_symbol")
+
+    def __init__(self) -> None:
+        self.by_op: dict[str, deque[_P]] = {}
+        self.by_symbol: dict[tuple[str, str], deque[_P]] = {}
+
+    def add(self, item: _P, operation: str, symbol: str | None) -> None:
+        """Open ``item`` (an intent of ``operation``, for ``symbol`` when it names one)."""
+        self.by_op.setdefault(operation, deque()).append(item)
+        if operation == "place_order" and symbol is not None:
+            self.by_symbol.setdefault((operation, symbol), deque()).append(item)
+
+    @staticmethod
+    def _front(queue: deque[_P] | None) -> _P | None:
+        while queue:
+            if not queue[0].done:
+                return queue[0]
+            queue.popleft()
         return None
-    symbol = result.symbol
-    if operation == "place_order" and symbol is not None:
-        for bracket in candidates:
-            if bracket.intent.symbol == symbol:
-                return bracket
-    return candidates[0]
+
+    def match(self, operation: str, symbol: str | None) -> _P | None:
+        """Close and return the intent a result answers: the oldest open intent of
+        ``operation`` (for an order result naming a symbol, the oldest with that symbol first)."""
+        found: _P | None = None
+        if operation == "place_order" and symbol is not None:
+            found = self._front(self.by_symbol.get((operation, symbol)))
+        if found is None:
+            found = self._front(self.by_op.get(operation))
+        if found is not None:
+            found.done = True
+        return found
+
+    def remaining(self) -> list[_P]:
+        """The intents still open (per operation, in file order)."""
+        return [item for queue in self.by_op.values() for item in queue if not item.done]
 
 
 def parse_log(data: bytes, *, run_ids: Collection[str] | None = None) -> AuditLogView:
@@ -839,36 +970,34 @@ def parse_lines(
     """Parse a log given as its physical lines (each with its ``\\n``; the last may lack it)."""
     builder = _ViewBuilder(None if run_ids is None else frozenset(run_ids))
     problems: list[LineProblem] = []
-    pending: list[LineProblem] = []  # non-records since the last record (may be the torn tail)
+    torn: TornTail | None = None
+    before: Mapping[str, Any] | None = None  # the previous line's record, if it was one
     offset = 0
     number = 0
-    last_terminated = True
     for chunk in chunks:
         number += 1
-        terminated = chunk.endswith(b"\n")
-        last_terminated = terminated
-        body = chunk[:-1] if terminated else chunk
         start = offset
         offset += len(chunk)
+        if not chunk.endswith(b"\n"):
+            # Only the bytes after the last newline can be a torn tail (the writer's rule).
+            record = complete_tail(chunk, before, number == 1)
+            if record is not None:
+                builder.add(Record(line=number, offset=start, format="rebalancer", fields=record))
+            torn = TornTail(
+                line=number, offset=start, length=len(chunk), complete=record is not None,
+                reason=fragment_reason(chunk, complete=record is not None),
+            )
+            continue
+        body = chunk[:-1]
         obj, code, message = parse_line(body)
         if obj is None:
-            pending.append(LineProblem(
+            problems.append(LineProblem(
                 line=number, offset=start, code=code or "malformed_json", message=message
             ))
+            before = None
             continue
-        if not terminated:
-            pending.append(LineProblem(
-                line=number, offset=start, code="malformed_json",
-                message="last line has no newline",
-            ))
-            continue
-        if pending:
-            problems.extend(pending)
-            pending.clear()
+        before = obj
         builder.add(Record(line=number, offset=start, format=record_format(obj), fields=obj))
-    torn = _torn_tail(pending, last_terminated, offset)
-    if torn is None:
-        problems.extend(pending)
     runs, brackets = builder.freeze()
     return AuditLogView(
         records=tuple(builder.records),
@@ -881,20 +1010,15 @@ def parse_lines(
     )
 
 
-def _torn_tail(pending: list[LineProblem], last_terminated: bool, size: int) -> TornTail | None:
-    """The torn region: trailing non-records, unless they are only newline-ended blank lines."""
-    if not pending:
-        return None
-    if last_terminated and all(p.code == "blank_line" for p in pending):
-        return None
-    first = pending[0]
-    if not last_terminated and len(pending) == 1:
-        reason = "last line has no newline"
-    else:
-        reason = pending[-1].message if len(pending) == 1 else (
-            f"{len(pending)} unreadable line(s) after the last record"
-        )
-    return TornTail(line=first.line, offset=first.offset, length=size - first.offset, reason=reason)
+def fragment_reason(fragment: bytes, *, complete: bool) -> str:
+    """Why the unterminated last bytes are a torn tail."""
+    if complete:
+        return "the last record is complete and sound but has no newline (repair keeps it)"
+    if b"\x00" in fragment:
+        return "NUL bytes after the last record"
+    if not fragment.strip():
+        return "whitespace without a newline after the last record"
+    return "last line has no newline"
 
 
 class _ViewBuilder:
@@ -958,7 +1082,7 @@ class _ViewBuilder:
                 if op_id is not None and op_id not in self.by_op:
                     self.by_op[op_id] = bracket
             else:
-                group.open.append(bracket)
+                group.open.add(bracket, operation, record.symbol)
             return
         operation = RESULT_EVENTS.get(event)
         if operation is None:
@@ -970,9 +1094,7 @@ class _ViewBuilder:
             if match is not None and (match.result is not None or match.operation != operation):
                 match = None
         else:
-            match = _ancestor_match(group, record, operation)
-            if match is not None:
-                group.open.remove(match)
+            match = group.open.match(operation, record.symbol)
         if match is None:
             group.orphans.append(record)
         else:

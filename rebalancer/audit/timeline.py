@@ -4,6 +4,9 @@ Pure: ``render_timeline(view, report)`` returns the lines; ``rebalancer audit sh
 Each run (or kill/recover/repair invocation) gets a header; each record one line with its time,
 sequence number, short run id, event and key fields. Intents without a result are marked
 ``!! INCOMPLETE``; the validator's errors and warnings close the listing.
+
+Every line is passed through ``printable``: a log is untrusted input, so control characters
+(terminal escapes, newlines inside values) and lone surrogates are shown escaped.
 """
 
 from __future__ import annotations
@@ -60,6 +63,23 @@ _FIELDS: Final = (
 )
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print as one line: non-printable characters (controls, lone surrogates,
+    format characters) become ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN`` escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
 def short_id(run_id: str, width: int = 12) -> str:
     """The run id in at most ``width`` characters; ``~`` marks a cut.
 
@@ -83,7 +103,13 @@ def _clock(record: Record) -> str:
 def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
-    text = str(value)
+    if isinstance(value, str):
+        text = value[:61]
+    else:
+        try:
+            text = str(value)
+        except (RecursionError, ValueError):  # nesting deeper than repr allows; huge ints
+            return "<unprintable>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -107,7 +133,7 @@ def describe(record: Record) -> str:
     elif event in ("risk_check_passed", "risk_check_failed", "risk_check"):
         checks = fields.get("checks")
         if isinstance(checks, list):
-            bad = [c.get("name", "?") for c in checks
+            bad = [_value(c.get("name", "?")) for c in checks
                    if isinstance(c, dict) and c.get("status") not in ("PASS", "pass")]
             parts.insert(0, f"{len(checks)} check(s)" + (f", not passed: {', '.join(bad)}"
                                                          if bad else ""))
@@ -115,7 +141,8 @@ def describe(record: Record) -> str:
         unusable = fields.get("unusable")
         if isinstance(unusable, list):
             parts.insert(0, "unusable: " + ", ".join(
-                f"{u.get('symbol')} ({u.get('reason')})" for u in unusable if isinstance(u, dict)))
+                f"{_value(u.get('symbol'))} ({_value(u.get('reason'))})"
+                for u in unusable if isinstance(u, dict)))
     elif event in ("positions_result", "positions_fetched"):
         rows = fields.get("positions")
         if isinstance(rows, list):
@@ -189,4 +216,4 @@ def render_timeline(view: AuditLogView, report: ValidationReport | None = None,
             f"{w.code}: {w.message}"
             for w in report.warnings
         )
-    return lines
+    return [printable(line) for line in lines]

@@ -2,15 +2,24 @@
 
 What is checked, for records of ours (hash-chained):
 
-1. Every line is a JSON object (``malformed_json``, ``not_an_object``); unreadable lines at the
-   end of the file are one ``torn_tail`` error (with its byte offset), distinct from mid-file
-   damage.
+1. Every ``\n``-terminated line is a JSON object (``malformed_json``, ``not_an_object``,
+   ``blank_line``): such a line that is not a record is damage with its own code, even when it
+   is the last line. Lines of ours are parsed strictly: duplicate keys and ``NaN``/``Infinity``
+   make the line ``malformed_json`` (not a record). Only the non-empty bytes after the file's
+   last ``\n`` are a ``torn_tail`` (with its byte offset), the same rule as the writer's
+   ``records.scan_log``; when that fragment is a complete, sound record chained onto the one
+   before, it is checked and counted as a record and the ``torn_tail`` message says repair will
+   keep it (add its newline).
 2. Header keys are present and well typed (``missing_field``, ``bad_field_type``,
-   ``bad_timestamp``); bracket records carry ``op_id``, results ``latency_ms``, order and
-   cancel records ``client_order_id`` and ``symbol``.
+   ``bad_timestamp``; ``hash`` and ``prev_hash`` must be 64 lowercase hex digits); bracket
+   records carry ``op_id``, results ``latency_ms``, order and cancel records
+   ``client_order_id`` and ``symbol``.
 3. ``sequence_number`` is 1 on the first record and strictly +1 across the file
-   (``sequence_gap``, ``sequence_duplicate``, ``sequence_not_monotonic``); each ``hash`` is
-   recomputed (``hash_mismatch``) and each ``prev_hash`` names the previous record's hash
+   (``sequence_gap``, ``sequence_duplicate``, ``sequence_not_monotonic``). The line's bytes
+   must be exactly the canonical JSON of its record (``non_canonical``: extra whitespace, a
+   CRLF ending, key order, another spelling of a number such as ``1E-05`` or extra float digits
+   that parse to the same value), and the ``hash`` must be the SHA-256 of the canonical bytes
+   without it (``hash_mismatch``). Each ``prev_hash`` names the previous record's hash
    (``chain_broken``).
 4. Per run (records grouped by ``run_id``; runs may interleave), the events follow the run
    table ``RUN_TABLE`` below (``order_violation``); a result needs an earlier intent with its
@@ -19,9 +28,13 @@ What is checked, for records of ours (hash-chained):
    and the free events.
 
 A missing result is not an error: it is listed in ``incomplete_intents`` and warned about. A run
-without a terminal event is a warning (interrupted). Ancestor (nanobook) records are checked
-loosely: ``event``/``ts`` present, checkpoint sequence numbers strictly increasing, diff after
-positions, orders after the risk check; they add the warning that there is no hash chain.
+without a terminal event is a warning (interrupted). Ancestor (nanobook) records are parsed
+leniently and checked loosely: ``event``/``ts`` present, checkpoint sequence numbers strictly
+increasing, diff after positions, orders after the risk check; they add the warning that there
+is no hash chain, and blank lines among them are only warnings.
+
+Every check is linear in the log: ancestor results pair through per-operation queues, and
+out-of-order sequence numbers are looked up in the sorted list of gaps by bisection.
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import hashlib
 import io
 import json
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum
@@ -42,11 +56,21 @@ from rebalancer.audit.reader import (
     AuditLogView,
     IncompleteIntent,
     LogFormat,
+    OpenQueue,
+    canonical_fast,
+    complete_tail,
     ends_ancestor_run,
+    fragment_reason,
     parse_log,
     record_format,
 )
-from rebalancer.audit.records import GENESIS_HASH, encode_record, record_hash
+from rebalancer.audit.records import (
+    GENESIS_HASH,
+    canonical_bytes,
+    encode_record,
+    parse_strict,
+    record_hash,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -86,13 +110,17 @@ class ValidationReport:
     records: int
     """Lines that parsed as records (torn tail and damaged lines excluded)."""
     torn_tail_offset: int | None = None
-    """Byte offset where a torn tail starts (``audit repair`` cuts there)."""
+    """Byte offset where a torn tail starts (``audit repair`` cuts there, or only adds the
+    newline when ``torn_tail_complete``)."""
     error_count: int = 0
     """Errors found; ``errors`` keeps at most ``MAX_ISSUES`` of them."""
     incomplete_runs: tuple[str, ...] = field(default=())
     """Run ids of runs that did not reach a terminal event."""
     last_run_id: str | None = None
     """The id of the last run started in the file (ancestor runs: ``nanobook@<line>``)."""
+    torn_tail_complete: bool = False
+    """The torn tail is a complete, sound record lacking only its newline (counted in
+    ``records``; repair keeps it)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document of ``rebalancer audit validate --json``."""
@@ -118,6 +146,7 @@ class ValidationReport:
             "records": self.records,
             "error_count": self.error_count,
             "torn_tail_offset": self.torn_tail_offset,
+            "torn_tail_complete": self.torn_tail_complete,
         }
 
 
@@ -228,38 +257,73 @@ _SEMANTIC: Final = frozenset({"order_violation", "unknown_op"})
 _DAMAGE: Final = frozenset({"sequence_gap", "sequence_duplicate", "sequence_not_monotonic"})
 _READ_OPS: Final = frozenset({"account_summary", "positions", "quotes"})
 _ERROR_CLASSES: Final = frozenset({"rejected", "ambiguous"})
-_OUR_TS: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_OUR_TS: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", re.ASCII)
 _ANCESTOR_TS: Final = re.compile(
-    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})"
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:\d{2})", re.ASCII
 )
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
+MAX_GAPS: Final = 10_000
+"""Sequence gaps remembered (to tell a late record from a duplicate)."""
 
 
 def _fast_hash_agrees() -> bool:
-    # The fast path hashes the line's own bytes with the hash key cut out. It is only used when
-    # it agrees with records.record_hash on a sample, so a change of the hash definition there
-    # silently falls back to the slow, always-correct path.
+    # The fast path (reader.canonical_fast) hashes the line's own bytes with the hash entry cut
+    # out. It is only used when it agrees with records.record_hash and records.canonical_bytes
+    # on a sample, so a change of the format there silently falls back to the exact slow path.
     sample = encode_record(
         event="probe", sequence_number=1, run_id="r", config_hash="c", prev_hash=GENESIS_HASH,
         ts=datetime.fromisoformat("2026-01-01T00:00:00+00:00"), payload={"a": "1", "z": [1]},
     )
     body = sample.line.rstrip(b"\n")
-    marker = b',"hash":"' + sample.hash.encode("ascii") + b'"'
-    cut = body.replace(marker, b"", 1)
+    parsed = json.loads(body)
     return (
-        cut != body
-        and hashlib.sha256(cut).hexdigest() == sample.hash == record_hash(sample.record)
+        canonical_fast(parsed, body, sample.hash)
+        and sample.hash == record_hash(sample.record)
+        and body == canonical_bytes(parsed)
     )
 
 
 _FAST_HASH: Final = _fast_hash_agrees()
 _loads: Final = json.JSONDecoder().decode
+_DAMAGED: Final = "damaged"  # _line_problem: the line of ours is not strictly parseable JSON
+
+
+def _show(value: object) -> str:
+    """A short repr of an untrusted value for a message."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nesting deeper than repr allows
+        return "<unprintable value>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _canonical(obj: Mapping[str, Any]) -> bytes | None:
+    """The pinned canonical encoding of parsed JSON values (``None``: cannot be encoded)."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False).encode("ascii")
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def _non_canonical_hint(body: bytes, canon: bytes | None) -> str:
+    if body.endswith(b"\r"):
+        return "CRLF line ending"
+    if canon is None:
+        return "values that have no canonical encoding"
+    if body.strip() != body:
+        return "whitespace around the object"
+    if len(body) == len(canon):
+        return "same length: a number spelled differently, e.g. 1E-05 for 1e-05, or keys out " \
+            "of order"
+    return "whitespace, float digits or escapes differ"
+
 
 # -- the validator ----------------------------------------------------------------------------
 
 
 class _Open:
-    __slots__ = ("cid", "line", "operation", "run_id", "symbol")
+    __slots__ = ("cid", "done", "line", "operation", "run_id", "symbol")
 
     def __init__(
         self, line: int, operation: str, run_id: str | None, cid: str | None, symbol: str | None
@@ -269,11 +333,12 @@ class _Open:
         self.run_id = run_id
         self.cid = cid
         self.symbol = symbol
+        self.done = False
 
 
 class _Run:
-    __slots__ = ("ended_line", "first_line", "has_completed", "is_run", "last_event", "open_ops",
-                 "phase", "placed", "planned", "run_id")
+    __slots__ = ("ended_line", "first_line", "has_completed", "is_run", "last_event",
+                 "open_reads", "phase", "placed", "planned", "run_id")
 
     def __init__(self, run_id: str, first_line: int, is_run: bool) -> None:
         self.run_id = run_id
@@ -283,7 +348,7 @@ class _Run:
         self.last_event = "run_started"
         self.ended_line = 0
         self.has_completed = False
-        self.open_ops: set[str] = set()
+        self.open_reads: dict[str, None] = {}  # op_ids of read intents not yet answered
         self.planned: frozenset[str] | None = None  # client ids of the last diff_computed
         self.placed: dict[str, int] = {}  # client id -> line of its first order_intent
 
@@ -298,7 +363,7 @@ class _AncestorRun:
         self.positions = False
         self.risk_passed = False
         self.completed = False
-        self.open: list[_Open] = []
+        self.open: OpenQueue[_Open] = OpenQueue()
 
 
 class _Validator:
@@ -314,13 +379,18 @@ class _Validator:
         self.offset = 0
         self.line_offset = 0
         self.formats: set[str] = set()
-        self.pending: list[Issue] = []  # unreadable lines since the last record
-        self.last_terminated = True
+        self.blank_lines: list[tuple[int, int]] = []  # (line, offset) before the first record
+        self.last_format: str | None = None  # format of the last record
+        self.before: dict[str, Any] | None = None  # the previous line's record, if it was one
+        self.torn: Issue | None = None
+        self.torn_complete = False
         # ours
         self.ours_seen = False
         self.ancestor_seen = False
         self.last_seq: int | None = None
-        self.missing: list[list[int]] = []  # [lo, hi] sequence ranges skipped by a gap
+        # Sequence numbers skipped by gaps, as sorted disjoint ranges [gap_lo[i], gap_hi[i]].
+        self.gap_lo: list[int] = []
+        self.gap_hi: list[int] = []
         self.last_hash: str | None = None
         self.last_hash_line = 0
         self.last_ts = ""
@@ -369,14 +439,14 @@ class _Validator:
 
     def feed(self, chunk: bytes) -> None:
         self.line += 1
-        offset = self.line_offset = self.offset
+        self.line_offset = self.offset
         self.offset += len(chunk)
-        terminated = chunk[-1:] == b"\n"
-        self.last_terminated = terminated
-        body = chunk[:-1] if terminated else chunk
+        if chunk[-1:] != b"\n":
+            self._fragment(chunk)
+            return
+        body = chunk[:-1]
         if not body or body.isspace():
-            self.pending.append(Issue(line=self.line, code="blank_line", message="blank line",
-                                      offset=offset))
+            self._blank()
             return
         try:
             obj = _loads(body.decode("utf-8"))
@@ -384,43 +454,75 @@ class _Validator:
             text = str(exc)
             if b"\x00" in body:
                 text = "line contains NUL bytes"
-            self.pending.append(Issue(line=self.line, code="malformed_json",
-                                      message=f"invalid JSON: {text[:80]}", offset=offset))
+            self._damage("malformed_json", f"invalid JSON: {text[:80]}")
             return
-        if not isinstance(obj, dict):
-            self.pending.append(Issue(
-                line=self.line, code="not_an_object",
-                message=f"JSON {type(obj).__name__} where an object was expected", offset=offset))
+        if type(obj) is not dict:
+            self._damage("not_an_object", f"JSON {type(obj).__name__} where an object was expected")
             return
-        if not terminated:
-            self.pending.append(Issue(line=self.line, code="malformed_json",
-                                      message="last line has no newline", offset=offset))
-            return
-        if self.pending:
-            self._flush_pending()
-        self.records += 1
         if record_format(obj) == "rebalancer":
             self._ours(obj, body)
         else:
+            self._record("nanobook", obj)
             self._ancestor(obj)
 
-    def _flush_pending(self) -> None:
-        for issue in self.pending:
-            if issue.code == "blank_line":
-                self.warn("blank_line", "blank line skipped", issue.line)
-                continue
-            self.error_count += 1
-            if len(self.errors) < MAX_ISSUES:
-                self.errors.append(Issue(
-                    line=issue.line, code=issue.code,
-                    message=f"mid-file damage: {issue.message}", offset=issue.offset))
-            self.damaged_at = self.damaged_at or (issue.line or 0)
-            self.skipped += 1
-        self.pending.clear()
+    def _record(self, fmt: str, obj: dict[str, Any]) -> None:
+        """A line is a record: count it and settle blank lines seen before the first one."""
+        self.records += 1
+        self.last_format = fmt
+        self.before = obj
+        if self.blank_lines:
+            lines, self.blank_lines = self.blank_lines, []
+            for line, offset in lines:
+                self._blank_issue(line, offset, ancestor=fmt == "nanobook")
+
+    def _blank(self) -> None:
+        if self.last_format is None:
+            self.blank_lines.append((self.line, self.line_offset))  # decided by the next record
+        else:
+            self._blank_issue(self.line, self.line_offset, ancestor=self.last_format == "nanobook")
+        self.before = None
+
+    def _blank_issue(self, line: int, offset: int, *, ancestor: bool) -> None:
+        # The ancestor wrote blank lines harmlessly; in a log of ours a newline-terminated blank
+        # line is damage (a record overwritten, or bytes added), as it is for the writer.
+        if ancestor:
+            self.warn("blank_line", "blank line skipped", line)
+        else:
+            self._damage("blank_line", "blank or whitespace-only line", line=line, offset=offset)
+
+    def _damage(self, code: str, message: str, *, line: int | None = None,
+                offset: int | None = None) -> None:
+        """A ``\\n``-terminated line that is not a record (never a torn tail)."""
+        line = self.line if line is None else line
+        self.error_count += 1
+        if len(self.errors) < MAX_ISSUES:
+            self.errors.append(Issue(
+                line=line, code=code, message=f"damaged line: {message}",
+                offset=self.line_offset if offset is None else offset))
+        self.damaged_at = self.damaged_at or line
+        self.skipped += 1
+        self.before = None
+
+    def _fragment(self, chunk: bytes) -> None:
+        """The bytes after the file's last newline: a torn tail, whatever they hold."""
+        record = complete_tail(chunk, self.before, self.line == 1)
+        self.torn = Issue(line=self.line, code="torn_tail", offset=self.line_offset,
+                          message=fragment_reason(chunk, complete=record is not None))
+        if record is not None:
+            self.torn_complete = True
+            self._ours(record, chunk)
 
     # -- records of ours --
 
     def _ours(self, obj: dict[str, Any], body: bytes) -> None:
+        stored = obj.get("hash")
+        sound = _FAST_HASH and type(stored) is str and canonical_fast(obj, body, stored)
+        if not sound:
+            damage = self._not_strict(body)
+            if damage is not None:
+                self._damage("malformed_json", damage)
+                return
+        self._record("rebalancer", obj)
         # True: first record of the file; None: first of ours after ancestor records (any start
         # is accepted); False: any later record.
         first_of_file: bool | None = False
@@ -432,7 +534,6 @@ class _Validator:
         event = get("event")
         run_id = get("run_id")
         seq = get("sequence_number")
-        stored = get("hash")
         prev = get("prev_hash")
         if (
             type(event) is str and event and type(run_id) is str and run_id
@@ -448,13 +549,12 @@ class _Validator:
                 self.last_seq = seq
             else:
                 self._sequence(seq, first_of_file)
-            if not self._hash_ok(obj, body, stored):
+            if not sound:
                 if _HEX64.fullmatch(stored):
-                    self.error("hash_mismatch",
-                               f"hash does not match the record's content (sequence_number "
-                               f"{seq})")
+                    self._line_problem(obj, body, stored, seq)
                 else:
                     self.error("bad_field_type", "hash must be 64 lowercase hex digits")
+                    self._line_problem(obj, body, None, seq)
                     stored = None
             if prev != self.last_hash or first_of_file is not False:
                 if _HEX64.fullmatch(prev):
@@ -466,7 +566,7 @@ class _Validator:
             self.skipped = 0
             self._run_rules(obj, event, run_id)
             return
-        self._ours_slow(obj, body, first_of_file)
+        self._ours_slow(obj, body, first_of_file, sound)
 
     def _clock_back(self, ts: str) -> None:
         back = datetime.fromisoformat(self.last_ts) - datetime.fromisoformat(ts)
@@ -475,7 +575,9 @@ class _Validator:
                       f"ts {ts} is {back.total_seconds():.3f} s earlier than the record before "
                       f"(line {self.last_hash_line})", self.line)
 
-    def _ours_slow(self, obj: dict[str, Any], body: bytes, first_of_file: bool | None) -> None:
+    def _ours_slow(
+        self, obj: dict[str, Any], body: bytes, first_of_file: bool | None, sound: bool
+    ) -> None:
         line = self.line
         event = obj.get("event")
         ok = True
@@ -491,7 +593,7 @@ class _Validator:
         ts = obj.get("ts")
         if "ts" in obj and not _our_ts_ok(ts):
             self.error("bad_timestamp",
-                       f"ts {ts!r} is not RFC 3339 UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
+                       f"ts {_show(ts)} is not RFC 3339 UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
         run_id = obj.get("run_id")
         if "run_id" in obj and (not isinstance(run_id, str) or not run_id):
             self.error("bad_field_type", "run_id must be a non-empty string")
@@ -500,7 +602,7 @@ class _Validator:
             self.error("bad_field_type", "config_hash must be a string")
         seq = obj.get("sequence_number")
         if "sequence_number" in obj and (isinstance(seq, bool) or not isinstance(seq, int)):
-            self.error("bad_field_type", f"sequence_number {seq!r} must be an integer")
+            self.error("bad_field_type", f"sequence_number {_show(seq)} must be an integer")
             seq = None
         stored = obj.get("hash")
         if "hash" in obj and (not isinstance(stored, str) or not _HEX64.fullmatch(stored)):
@@ -512,9 +614,8 @@ class _Validator:
             prev = None
         if isinstance(seq, int):
             self._sequence(seq, first_of_file)
-        if stored is not None and not self._hash_ok(obj, body, stored):
-            self.error("hash_mismatch",
-                       f"hash does not match the record's content (sequence_number {seq})")
+        if not sound:
+            self._line_problem(obj, body, stored, seq)
         if prev is not None:
             self._chain(prev, first_of_file)
         self.last_hash = stored
@@ -537,34 +638,70 @@ class _Validator:
         if seq > last:
             self.error("sequence_gap",
                        f"sequence_number {seq} follows {last}: {seq - last - 1} missing")
-            if len(self.missing) < 10_000:
-                self.missing.append([last + 1, seq - 1])
+            if len(self.gap_lo) < MAX_GAPS:
+                # Gaps open above every earlier one, so the lists stay sorted.
+                self.gap_lo.append(last + 1)
+                self.gap_hi.append(seq - 1)
             self.last_seq = seq
             return
-        for gap in self.missing:
-            if gap[0] <= seq <= gap[1]:
-                self.error("sequence_not_monotonic",
-                           f"sequence_number {seq} after {last}: out of order")
-                if seq == gap[0]:
-                    gap[0] += 1
-                elif seq == gap[1]:
-                    gap[1] -= 1
-                return
+        if self._fill_gap(seq):
+            self.error("sequence_not_monotonic",
+                       f"sequence_number {seq} after {last}: out of order")
+            return
         self.error("sequence_duplicate",
                    f"sequence_number {seq} appears again (last was {last})")
 
-    def _hash_ok(self, obj: dict[str, Any], body: bytes, stored: str) -> bool:
-        if _FAST_HASH:
-            marker = b',"hash":"' + stored.encode("ascii") + b'"'
-            at = body.find(marker)
-            if at > 0:
-                cut = body[:at] + body[at + len(marker):]
-                if hashlib.sha256(cut).hexdigest() == stored:
-                    return True
-        try:
-            return record_hash(obj) == stored
-        except ValueError:
+    def _fill_gap(self, seq: int) -> bool:
+        """Whether ``seq`` was skipped by a gap (a late record); it is then no longer missing."""
+        lo, hi = self.gap_lo, self.gap_hi
+        i = bisect_right(lo, seq) - 1
+        if i < 0 or seq > hi[i]:
             return False
+        if lo[i] == hi[i]:
+            del lo[i], hi[i]
+        elif seq == lo[i]:
+            lo[i] += 1
+        elif seq == hi[i]:
+            hi[i] -= 1
+        else:  # split the range around seq
+            lo.insert(i + 1, seq + 1)
+            hi.insert(i + 1, hi[i])
+            hi[i] = seq - 1
+        return True
+
+    @staticmethod
+    def _not_strict(body: bytes) -> str | None:
+        """Why a line of ours fails the strict parse (duplicate keys, NaN...), else ``None``."""
+        try:
+            parse_strict(body)
+        except (ValueError, RecursionError) as exc:
+            return f"invalid JSON: {str(exc)[:80]}"
+        return None
+
+    def _line_problem(
+        self, obj: dict[str, Any], body: bytes, stored: object, seq: object
+    ) -> None:
+        """The exact check of a line the fast path could not prove sound.
+
+        The bytes must be the canonical encoding of the parsed record (``non_canonical``) and
+        ``stored``, when a 64-hex string, the SHA-256 of it without ``hash`` (``hash_mismatch``).
+        """
+        hashed = isinstance(stored, str) and _HEX64.fullmatch(stored) is not None
+        matches = False
+        if hashed:
+            rest = _canonical({k: v for k, v in obj.items() if k != "hash"})
+            matches = rest is not None and hashlib.sha256(rest).hexdigest() == stored
+        canon = _canonical(obj)
+        if canon != body:
+            what = "" if not hashed else (
+                "; its parsed values still match the hash" if matches
+                else "; its values do not match the hash either")
+            self.error("non_canonical",
+                       f"line is not the canonical JSON of its record "
+                       f"({_non_canonical_hint(body, canon)}{what}; sequence_number {seq})")
+        elif hashed and not matches:
+            self.error("hash_mismatch",
+                       f"hash does not match the record's content (sequence_number {seq})")
 
     def _chain(self, prev: str, first_of_file: bool | None) -> None:
         if first_of_file is None or self.skipped:
@@ -689,12 +826,14 @@ class _Validator:
         return f"{event} not allowed after {run.last_event} {where}"
 
     def _diff_reads_closed(self, run: _Run) -> None:
-        for op_id in run.open_ops:
+        # Each unanswered read is reported once (a later diff does not list it again).
+        for op_id in run.open_reads:
             pending = self.open.get(op_id)
-            if pending is not None and pending.operation in _READ_OPS:
+            if pending is not None:
                 self.error("order_violation",
                            f"diff_computed while the {pending.operation} intent at line "
                            f"{pending.line} has no result")
+        run.open_reads.clear()
 
     def _order_fields(self, obj: dict[str, Any], event: str) -> tuple[str | None, str | None]:
         if event not in _ORDER_EVENTS:
@@ -727,11 +866,12 @@ class _Validator:
         first = self.op_lines.get(op_id)
         if first is not None:
             self.error("order_violation",
-                       f"duplicate op_id {op_id!r} (first used at line {first})")
+                       f"duplicate op_id {_show(op_id)} (first used at line {first})")
             return
         self.op_lines[op_id] = self.line
         self.open[op_id] = _Open(self.line, operation, run.run_id, cid, symbol)
-        run.open_ops.add(op_id)
+        if operation in _READ_OPS:
+            run.open_reads[op_id] = None
         if event == "order_intent" and run.is_run and cid is not None:
             self._order_planned(run, cid)
 
@@ -758,9 +898,12 @@ class _Validator:
         elif isinstance(latency, bool) or not isinstance(latency, int):
             self.error("bad_field_type", f"{event}: latency_ms must be an integer")
         error_class = obj.get("error_class")
-        if error_class is not None and error_class not in _ERROR_CLASSES:
+        if error_class is not None and (
+            not isinstance(error_class, str) or error_class not in _ERROR_CLASSES
+        ):
             self.error("bad_field_type",
-                       f"{event}: error_class {error_class!r} is not 'rejected' or 'ambiguous'")
+                       f"{event}: error_class {_show(error_class)} is not 'rejected' or "
+                       "'ambiguous'")
         if event == "order_failed" and error_class is None:
             self.error("missing_field", "order_failed lacks 'error_class'")
         op_id = obj.get("op_id")
@@ -772,22 +915,23 @@ class _Validator:
         if pending is None:
             if op_id in self.op_lines:
                 self.error("order_violation",
-                           f"{event} for op_id {op_id!r} whose intent (line "
+                           f"{event} for op_id {_show(op_id)} whose intent (line "
                            f"{self.op_lines[op_id]}) already has a result")
             else:
-                self.error("unknown_op", f"{event} for op_id {op_id!r} without a matching intent")
+                self.error("unknown_op",
+                           f"{event} for op_id {_show(op_id)} without a matching intent")
             return
         owner = self.runs.get(pending.run_id or "")
         if owner is not None:
-            owner.open_ops.discard(op_id)
+            owner.open_reads.pop(op_id, None)
         if pending.operation != operation:
             self.error("order_violation",
-                       f"{event} answers op_id {op_id!r}, whose intent at line {pending.line} "
+                       f"{event} answers op_id {_show(op_id)}, whose intent at line {pending.line} "
                        f"is a {pending.operation} intent")
         elif cid is not None and pending.cid is not None and cid != pending.cid:
             self.error("order_violation",
-                       f"{event} client_order_id {cid!r} differs from its intent's "
-                       f"{pending.cid!r} (line {pending.line})")
+                       f"{event} client_order_id {_show(cid)} differs from its intent's "
+                       f"{_show(pending.cid)} (line {pending.line})")
         if run.is_run and run.phase >= Phase.ENDED:
             self.error("order_violation",
                        f"{event} after the run ended (line {run.ended_line}) in run {run.run_id}")
@@ -810,10 +954,10 @@ class _Validator:
         if ts is None:
             self.error("missing_field", "record lacks 'ts'")
         elif not _ancestor_ts_ok(ts):
-            self.error("bad_timestamp", f"ts {ts!r} is not an RFC 3339 timestamp")
+            self.error("bad_timestamp", f"ts {_show(ts)} is not an RFC 3339 timestamp")
         seq = obj.get("sequence_number")
         if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
-            self.error("bad_field_type", f"sequence_number {seq!r} must be an integer")
+            self.error("bad_field_type", f"sequence_number {_show(seq)} must be an integer")
             seq = None
         for key in ("window_id", "checkpoint"):
             if key in obj and not isinstance(obj[key], str):
@@ -856,57 +1000,48 @@ class _Validator:
         if ends_ancestor_run(event, obj):
             run.completed = True
         operation = INTENT_EVENTS.get(event)
+        symbol = obj.get("symbol")
+        if not isinstance(symbol, str):
+            symbol = None
         if operation is not None:
             cid = obj.get("client_order_id")
-            symbol = obj.get("symbol")
-            run.open.append(_Open(
-                self.line, operation, None, cid if isinstance(cid, str) else None,
-                symbol if isinstance(symbol, str) else None))
+            run.open.add(_Open(self.line, operation, None, cid if isinstance(cid, str) else None,
+                               symbol), operation, symbol)
             return
         operation = RESULT_EVENTS.get(event)
         if operation is None:
             if event not in KNOWN_EVENTS and not event.startswith("reconcile_"):
                 self._unknown(event)
             return
-        symbol = obj.get("symbol")
-        match: _Open | None = None
-        for pending in run.open:
-            if pending.operation != operation:
-                continue
-            if match is None:
-                match = pending
-            if operation == "place_order" and symbol is not None and pending.symbol == symbol:
-                match = pending
-                break
-        if match is not None:
-            run.open.remove(match)
+        run.open.match(operation, symbol)
 
     # -- the end --
 
     def finish(self) -> ValidationReport:
+        for line, offset in self.blank_lines:  # no record at all: judged as a log of ours
+            self._blank_issue(line, offset, ancestor=False)
+        self.blank_lines = []
         torn_offset: int | None = None
-        if self.pending:
-            only_blank = all(p.code == "blank_line" for p in self.pending)
-            if only_blank and self.last_terminated:
-                self._flush_pending()
+        if self.torn is not None:
+            torn = self.torn
+            torn_offset = torn.offset
+            if self.torn_complete:
+                message = (f"torn tail at byte offset {torn.offset}: the last record (line "
+                           f"{torn.line}) is complete and sound but has no newline; "
+                           "`rebalancer audit repair` completes the line and keeps the record")
             else:
-                first = self.pending[0]
-                torn_offset = first.offset
-                reason = first.message if len(self.pending) == 1 else (
-                    f"{len(self.pending)} unreadable line(s) after the last record")
-                self.error_count += 1
-                self.errors.append(Issue(
-                    line=first.line, code="torn_tail", offset=first.offset,
-                    message=f"torn tail at byte offset {first.offset} ({reason}); "
-                            "`rebalancer audit repair` can cut it"))
-                self.pending.clear()
+                message = (f"torn tail at byte offset {torn.offset} ({torn.message}); "
+                           "`rebalancer audit repair` can cut it")
+            self.error_count += 1
+            self.errors.append(Issue(line=torn.line, code="torn_tail", offset=torn.offset,
+                                     message=message))
         incomplete: list[IncompleteIntent] = []
         for op_id, pending in self.open.items():
             incomplete.append(IncompleteIntent(
                 line=pending.line, operation=pending.operation, op_id=op_id,
                 client_order_id=pending.cid, run_id=pending.run_id, symbol=pending.symbol))
         for arun in self.ancestor_runs:
-            for pending in arun.open:
+            for pending in arun.open.remaining():
                 incomplete.append(IncompleteIntent(
                     line=pending.line, operation=pending.operation, op_id=None,
                     client_order_id=pending.cid, run_id=arun.run_id, symbol=pending.symbol))
@@ -928,7 +1063,7 @@ class _Validator:
             self.warn("run_incomplete", f"run {run_id} did not complete (interrupted)", line)
         for event, (count, first_line) in self.unknown.items():
             self.warn("unknown_event",
-                      f"unknown event {event!r} ({count} record(s), first at line "
+                      f"unknown event {_show(event)} ({count} record(s), first at line "
                       f"{first_line})", first_line)
         if "nanobook" in self.formats:
             self.warn("no_hash_chain",
@@ -957,6 +1092,7 @@ class _Validator:
             error_count=self.error_count,
             incomplete_runs=tuple(run_id for _, run_id in unfinished),
             last_run_id=self.last_run_id,
+            torn_tail_complete=self.torn_complete,
         )
 
 

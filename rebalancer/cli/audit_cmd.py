@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rebalancer.audit.reader import read_log
-from rebalancer.audit.timeline import render_timeline
+from rebalancer.audit.timeline import printable, render_timeline
 from rebalancer.audit.validate import ValidationReport, validate_file
 from rebalancer.cli._common import add_config_arg, add_json_arg, emit_json, say
 from rebalancer.errors import InputError
@@ -66,7 +66,7 @@ def _validate(args: argparse.Namespace) -> ExitCode:
         emit_json({"path": str(path), **report.as_dict()})
     else:
         for line in _summary(path, report):
-            say(line)
+            say(printable(line))
     return ExitCode.OK if report.valid else ExitCode.AUDIT_FAILURE
 
 
@@ -115,7 +115,7 @@ def _repair(args: argparse.Namespace) -> ExitCode:
         raise InputError(path, "cannot read audit log: no such file")
     try:
         result = repair_log(path)
-    except FileNotFoundError as exc:
+    except OSError as exc:  # e.g. vanished or unreadable between the check and the repair
         raise _unreadable(path, exc) from None
     if args.json:
         emit_json({
@@ -127,11 +127,12 @@ def _repair(args: argparse.Namespace) -> ExitCode:
             "message": result.message,
         })
     elif result.repaired:
-        say(f"repaired {path}: cut {result.bytes_removed} byte(s) at offset "
-            f"{result.truncated_at_offset}")
-        say(f"  original kept at {result.original_copy}")
+        say(printable(f"repaired {path}: cut {result.bytes_removed} byte(s) at offset "
+                      f"{result.truncated_at_offset}"))
+        say(printable(f"  original kept at {result.original_copy}"))
         if result.message:
-            say(f"  {result.message}")
+            say(printable(f"  {result.message}"))
     else:
-        say(f"nothing to repair: {path}" + (f" ({result.message})" if result.message else ""))
+        say(printable(f"nothing to repair: {path}"
+                      + (f" ({result.message})" if result.message else "")))
     return ExitCode.OK

@@ -200,3 +200,34 @@ def test_show_last_on_a_log_without_runs_is_bad_input(log_dir: Path) -> None:
     b.add("latch_cleared", "latch-1", reason="ok")
     path = _write(log_dir, b.data())
     assert main(["audit", "show", str(path), "--last"]) == ExitCode.BAD_INPUT
+
+
+def test_show_and_validate_print_hostile_strings_escaped(
+    log_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lone surrogate and a terminal escape in the log never reach stdout raw (no crash)."""
+    b = LogBuilder()
+    add_run_start(b, "run-\ud800\x1b[2J")
+    path = _write(log_dir, b.data())
+    assert main(["audit", "show", str(path)]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "run-\\ud800\\x1b[2J" in out
+    assert "\x1b" not in out
+    assert main(["audit", "validate", str(path)]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "\\ud800" in out
+    assert "\x1b" not in out
+
+
+def test_validate_reports_a_complete_unterminated_record_as_kept_by_repair(
+    log_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json marks a sound last record lacking its newline as a complete torn tail."""
+    b = _valid_log()
+    path = _write(log_dir, b.data()[:-1])
+    assert main(["audit", "validate", str(path), "--json"]) == ExitCode.AUDIT_FAILURE
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["code"] for e in doc["errors"]] == ["torn_tail"]
+    assert doc["torn_tail_complete"] is True
+    assert doc["records"] == len(b.lines)
+    assert "keeps the record" in doc["errors"][0]["message"]

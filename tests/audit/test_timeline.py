@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from fixtures.audit_logs import FIXTURES, LogBuilder, add_full_run, add_run_start
 
-from rebalancer.audit.reader import parse_log, read_log
-from rebalancer.audit.timeline import INCOMPLETE_MARK, describe, render_timeline, short_id
+from rebalancer.audit.reader import Record, parse_log, read_log
+from rebalancer.audit.timeline import (
+    INCOMPLETE_MARK,
+    describe,
+    printable,
+    render_timeline,
+    short_id,
+)
 from rebalancer.audit.validate import validate_bytes
 
 
@@ -123,3 +129,35 @@ def test_aborted_run_shows_its_reason_and_error() -> None:
     aborted = next(line for line in lines if " run_aborted " in line)
     assert aborted.endswith("reason broker_unreachable error connection refused")
     assert "(2026-12-04, 2 records, ended by run_aborted)" in lines[2]
+
+
+def test_printable_escapes_controls_and_lone_surrogates() -> None:
+    """Terminal escapes, newlines, bidi overrides and lone surrogates are shown escaped."""
+    assert printable("plain AAPL 185.09") == "plain AAPL 185.09"
+    assert printable("a\x1b[2Jb\nc") == "a\\x1b[2Jb\\x0ac"
+    assert printable("x\ud800y\u202ez") == "x\\ud800y\\u202ez"
+    assert printable("\U000e0001") == "\\U000e0001"
+    printable("x\ud800").encode("utf-8")
+
+
+def test_hostile_values_are_rendered_escaped_and_short() -> None:
+    """A run id with an escape sequence and a surrogate is escaped on every line it appears."""
+    b = LogBuilder()
+    add_full_run(b, "r-\x1b]0;pwned\x07-\ud800")
+    lines = render_timeline(parse_log(b.data()))
+    assert all("\x1b" not in line and "\x07" not in line for line in lines)
+    "\n".join(lines).encode("utf-8")
+    assert any("r-\\x1b]0;pwned\\x07-\\ud800" in line for line in lines)
+
+
+def test_describe_tolerates_wrong_types_in_nested_rows() -> None:
+    """Check names that are not strings and odd unusable rows are shown, not a TypeError."""
+    risk = Record(line=1, offset=0, format="rebalancer", fields={
+        "event": "risk_check_failed",
+        "checks": [{"name": ["x"], "status": "FAIL"}, {"name": 7, "status": None}, "junk"],
+    })
+    assert describe(risk).startswith("3 check(s), not passed: ['x'], 7")
+    gate = Record(line=1, offset=0, format="rebalancer", fields={
+        "event": "quote_gate_failed", "unusable": [{"symbol": {"a": 1}, "reason": None}, 5],
+    })
+    assert describe(gate).startswith("unusable: {'a': 1} (None)")

@@ -398,14 +398,13 @@ def _good() -> tuple[LogBuilder, bytes]:
     [
         b'{"event":"order_int',  # cut mid-record
         b"\x00\x00\x00\x00",  # preallocated zeros after a crash
-        b"garbage\n",  # junk line
-        b"garbage\n\x00\x00",  # junk then zeros
-        b"not json\n{also not\n",  # several junk lines
+        b"garbage",  # junk without a newline
         b"   ",  # whitespace without a newline
+        b"{}",  # a JSON object without a newline that is no record of ours
     ],
 )
 def test_torn_tail_is_one_error_at_the_first_bad_byte(tail: bytes) -> None:
-    """Unreadable bytes after the last record are a single torn_tail with its offset and line."""
+    """Bytes after the last newline are a single torn_tail with its offset and line."""
     b, good = _good()
     report = validate_bytes(good + tail)
     assert not report.valid
@@ -416,13 +415,102 @@ def test_torn_tail_is_one_error_at_the_first_bad_byte(tail: bytes) -> None:
     assert report.records == len(b.lines)
 
 
-def test_complete_record_without_newline_is_a_torn_tail() -> None:
-    """A last record that parses but lacks its newline was not fully written."""
+@pytest.mark.parametrize(
+    ("tail", "codes"),
+    [
+        (b"garbage\n", ["malformed_json"]),
+        (b"garbage\n\x00\x00", ["malformed_json", "torn_tail"]),
+        (b"not json\n{also not\n", ["malformed_json", "malformed_json"]),
+        (b"[1]\n", ["not_an_object"]),
+        (b"\n", ["blank_line"]),
+        (b"   \n", ["blank_line"]),
+        (b"\x00\x00\n", ["malformed_json"]),
+    ],
+)
+def test_newline_terminated_bad_lines_at_the_end_are_damage_not_torn(
+    tail: bytes, codes: list[str]
+) -> None:
+    """A bad line that ends in a newline is damage with its own code, even as the last line.
+
+    Only what follows the last newline is a torn tail (the writer's rule in records.scan_log).
+    """
+    b, good = _good()
+    report = validate_bytes(good + tail)
+    assert [e.code for e in report.errors] == codes
+    assert [e.line for e in report.errors] == list(range(len(b.lines) + 1,
+                                                         len(b.lines) + 1 + len(codes)))
+    assert report.errors[0].offset == len(good)
+    assert report.errors[0].message.startswith("damaged line: ")
+    if "torn_tail" in codes:
+        assert report.torn_tail_offset == len(good) + tail.rindex(b"\n") + 1
+    else:
+        assert report.torn_tail_offset is None
+    assert report.records == len(b.lines)
+
+
+def test_last_record_overwritten_by_spaces_is_damage() -> None:
+    """A newline-ended record blanked with spaces is a blank_line error, not a clean end."""
     b, good = _good()
     last = b.lines[-1]
-    report = validate_bytes(good[: -len(last)] + last[:-1])
+    report = validate_bytes(good[: -len(last)] + b" " * (len(last) - 1) + b"\n")
+    assert _codes(report) == [(len(b.lines), "blank_line")]
+    assert report.torn_tail_offset is None
+
+
+def test_complete_record_without_newline_is_a_torn_tail_that_repair_keeps() -> None:
+    """A last record that is sound but lacks its newline is a torn tail that repair keeps.
+
+    It is checked and counted like any record, so the report after repair only loses the
+    torn_tail error.
+    """
+    b, good = _good()
+    last = b.lines[-1]
+    report = validate_bytes(good[:-1])
     assert _codes(report) == [(len(b.lines), "torn_tail")]
     assert report.torn_tail_offset == len(good) - len(last)
+    assert report.torn_tail_complete is True
+    assert report.as_dict()["torn_tail_complete"] is True
+    assert "complete" in report.errors[0].message
+    assert "keeps the record" in report.errors[0].message
+    assert report.records == len(b.lines)
+    repaired = validate_bytes(good)
+    assert report.runs == repaired.runs
+    assert report.incomplete_intents == repaired.incomplete_intents
+
+
+def test_unterminated_intent_is_listed_as_incomplete() -> None:
+    """A sound order intent lacking only its newline is an incomplete intent and a torn tail."""
+    b = LogBuilder()
+    add_run_start(b, "r1")
+    b.add("diff_computed", "r1", orders=[order_row("r1", 0, "AAPL", "BUY", 10, "190.00")])
+    b.add("risk_check_passed", "r1")
+    b.intent("order_intent", "r1", client_order_id="rb-r1-0", symbol="AAPL")
+    report = validate_bytes(b.data()[:-1])
+    assert _codes(report) == [(len(b.lines), "torn_tail")]
+    assert report.torn_tail_complete
+    assert [(i.line, i.client_order_id) for i in report.incomplete_intents] == [
+        (len(b.lines), "rb-r1-0")]
+
+
+@pytest.mark.parametrize("edit", ["bad_hash", "bad_sequence", "bad_link", "non_canonical"])
+def test_unterminated_record_that_is_not_sound_is_only_a_torn_tail(edit: str) -> None:
+    """A last fragment that parses but does not verify or chain is a torn tail repair cuts."""
+    b, good = _good()
+    last = dict(b.records[-1])
+    if edit == "bad_hash":
+        raw = b.lines[-1][:-1].replace(last["hash"].encode(), b"1" * 64)
+    elif edit == "bad_sequence":
+        last["sequence_number"] += 1
+        raw = _rehash(last)[:-1]
+    elif edit == "bad_link":
+        last["prev_hash"] = "2" * 64
+        raw = _rehash(last)[:-1]
+    else:
+        raw = b.lines[-1][:-1] + b" "
+    report = validate_bytes(good[: -len(b.lines[-1])] + raw)
+    assert _codes(report) == [(len(b.lines), "torn_tail")]
+    assert not report.torn_tail_complete
+    assert "can cut it" in report.errors[0].message
     assert report.records == len(b.lines) - 1
 
 
@@ -434,12 +522,20 @@ def test_torn_tail_and_mid_file_damage_are_told_apart() -> None:
     assert _codes(report) == [(3, "malformed_json"), (len(b.lines) + 1, "torn_tail")]
 
 
-def test_trailing_blank_line_is_only_a_warning() -> None:
-    """A newline-terminated blank line at the end is skipped with a warning, not torn."""
+def test_trailing_blank_line_is_an_error_in_a_log_of_ours() -> None:
+    """A newline-terminated blank line after our records is blank_line damage, not torn."""
     b, good = _good()
     report = validate_bytes(good + b"\n")
-    assert report.valid
-    assert [(w.line, w.code) for w in report.warnings] == [(len(b.lines) + 1, "blank_line")]
+    assert not report.valid
+    assert _codes(report) == [(len(b.lines) + 1, "blank_line")]
+    assert report.torn_tail_offset is None
+
+
+def test_blank_lines_before_any_record_are_judged_by_the_first_record() -> None:
+    """Blank lines before a record of ours are errors; in an empty file they are errors too."""
+    _, good = _good()
+    assert _codes(validate_bytes(b"\n" + good)) == [(1, "blank_line")]
+    assert _codes(validate_bytes(b"\n \n")) == [(1, "blank_line"), (2, "blank_line")]
 
 
 # -- ordering and brackets --------------------------------------------------------------------
@@ -717,9 +813,14 @@ def test_a_completed_run_cannot_be_resumed() -> None:
     assert _codes(validate_bytes(b.data())) == [(len(b.lines), "order_violation")]
 
 
-def test_crlf_line_endings_still_verify() -> None:
-    """A log whose newlines were turned into CRLF keeps the same content and stays valid."""
+def test_crlf_line_endings_are_not_canonical() -> None:
+    """A log whose newlines were turned into CRLF no longer holds the bytes that were hashed.
+
+    Every line is reported as non_canonical (the parsed values still match the hash).
+    """
     b = _log(1)
     report = validate_bytes(b.data().replace(b"\n", b"\r\n"))
-    assert report.valid, report.errors
+    assert _codes(report) == [(n, "non_canonical") for n in range(1, len(b.lines) + 1)]
+    assert "CRLF" in report.errors[0].message
+    assert "parsed values still match the hash" in report.errors[0].message
     assert report.records == len(b.lines)
