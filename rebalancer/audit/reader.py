@@ -975,6 +975,8 @@ def parse_lines(
     offset = 0
     number = 0
     for chunk in chunks:
+        if not chunk:
+            continue
         number += 1
         start = offset
         offset += len(chunk)

@@ -438,6 +438,8 @@ class _Validator:
     # -- lines --
 
     def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
         self.line += 1
         self.line_offset = self.offset
         self.offset += len(chunk)
@@ -459,7 +461,7 @@ class _Validator:
         if type(obj) is not dict:
             self._damage("not_an_object", f"JSON {type(obj).__name__} where an object was expected")
             return
-        if record_format(obj) == "rebalancer":
+        if "hash" in obj or record_format(obj) == "rebalancer":
             self._ours(obj, body)
         else:
             self._record("nanobook", obj)
@@ -471,9 +473,12 @@ class _Validator:
         self.last_format = fmt
         self.before = obj
         if self.blank_lines:
-            lines, self.blank_lines = self.blank_lines, []
-            for line, offset in lines:
-                self._blank_issue(line, offset, ancestor=fmt == "nanobook")
+            self._settle_blanks(fmt)
+
+    def _settle_blanks(self, fmt: str) -> None:
+        lines, self.blank_lines = self.blank_lines, []
+        for line, offset in lines:
+            self._blank_issue(line, offset, ancestor=fmt == "nanobook")
 
     def _blank(self) -> None:
         if self.last_format is None:
@@ -522,7 +527,12 @@ class _Validator:
             if damage is not None:
                 self._damage("malformed_json", damage)
                 return
-        self._record("rebalancer", obj)
+        # A record (what _record does, inlined on the hot path).
+        self.records += 1
+        self.last_format = "rebalancer"
+        self.before = obj
+        if self.blank_lines:
+            self._settle_blanks("rebalancer")
         # True: first record of the file; None: first of ours after ancestor records (any start
         # is accepted); False: any later record.
         first_of_file: bool | None = False

@@ -40,7 +40,9 @@ def register(sub: Any) -> None:
     show.set_defaults(handler=_show)
 
     repair = actions.add_parser(
-        "repair", help="cut a torn last line (the original is kept as a copy)"
+        "repair",
+        help="cut a torn last line, or add the newline a complete last record lacks (the "
+             "original is kept as a copy)",
     )
     _log_arg(repair)
     add_json_arg(repair)
@@ -124,11 +126,16 @@ def _repair(args: argparse.Namespace) -> ExitCode:
             "original_copy": None if result.original_copy is None else str(result.original_copy),
             "truncated_at_offset": result.truncated_at_offset,
             "bytes_removed": result.bytes_removed,
+            "completed_line": result.completed_line,
             "message": result.message,
         })
     elif result.repaired:
-        say(printable(f"repaired {path}: cut {result.bytes_removed} byte(s) at offset "
-                      f"{result.truncated_at_offset}"))
+        if result.completed_line:
+            say(printable(f"repaired {path}: the last record was complete; added its newline "
+                          f"at offset {result.truncated_at_offset}"))
+        else:
+            say(printable(f"repaired {path}: cut {result.bytes_removed} byte(s) at offset "
+                          f"{result.truncated_at_offset}"))
         say(printable(f"  original kept at {result.original_copy}"))
         if result.message:
             say(printable(f"  {result.message}"))

@@ -231,3 +231,21 @@ def test_validate_reports_a_complete_unterminated_record_as_kept_by_repair(
     assert doc["torn_tail_complete"] is True
     assert doc["records"] == len(b.lines)
     assert "keeps the record" in doc["errors"][0]["message"]
+
+
+def test_repair_completes_a_sound_unterminated_record(
+    log_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """repair adds the newline a complete last record lacks and says so; the log then verifies."""
+    b = _valid_log()
+    path = _write(log_dir, b.data()[:-1])
+    assert main(["audit", "repair", str(path), "--json"]) == ExitCode.OK
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["repaired"], doc["completed_line"], doc["bytes_removed"]) == (True, True, 0)
+    assert path.read_bytes().startswith(b.data())
+    report = validate_file(path)
+    assert report.valid, report.errors
+    assert report.records == len(b.lines) + 1  # the completed record and tail_repaired
+    path.write_bytes(b.data()[:-1])
+    assert main(["audit", "repair", str(path)]) == ExitCode.OK
+    assert "added its newline" in capsys.readouterr().out

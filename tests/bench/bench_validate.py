@@ -1,7 +1,10 @@
 """Validator throughput on a generated 1,000,000-record log, as a ratio to a bare json.loads loop.
 
-Run: ``python tests/bench/bench_validate.py [RECORDS]``. Both loops read the same file in the
-same process; the figure that matters is the ratio (validator time / bare parse time).
+Run: ``python tests/bench/bench_validate.py [RECORDS] [HOSTILE_N]`` (e.g. ``200000`` for a quicker
+run). Both loops read the same file in the same process; the figure that matters is the ratio
+(validator time / bare parse time). The hostile shapes (``HOSTILE_N`` unmatched ancestor results
+after as many intents; as many repeats after as many sequence gaps; 20,000 by default) are timed
+for the validator and the reader against the same bare loop over their bytes.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "audit"))
 
 from fixtures.audit_logs import LogBuilder, add_full_run
+from test_validate_linear import ancestor_unmatched, gaps_then_repeats
 
-from rebalancer.audit.validate import validate_file
+from rebalancer.audit.reader import parse_log
+from rebalancer.audit.validate import validate_bytes, validate_file
 
 
 def generate(path: Path, records: int) -> int:
@@ -58,6 +63,25 @@ def best(fn: Callable[[Path], object], path: Path, repeat: int) -> float:
     return min(times)
 
 
+def hostile(n: int) -> None:
+    """Time the hostile shapes: validator and reader against a bare parse of the same bytes."""
+    for name, make in (("ancestor unmatched results", ancestor_unmatched),
+                       ("repeats after sequence gaps", gaps_then_repeats)):
+        data = make(n)
+        lines = data.splitlines()
+
+        def bare_bytes(_: object, lines: list[bytes] = lines) -> None:
+            for line in lines:
+                json.loads(line)
+
+        t_bare = best(bare_bytes, Path(), 2)
+        t_val = best(lambda _, data=data: validate_bytes(data), Path(), 2)
+        t_read = best(lambda _, data=data: parse_log(data), Path(), 2)
+        print(f"{name:28s} n={n:,} ({len(lines):,} lines): bare {t_bare:.3f} s, "
+              f"validator {t_val:.3f} s ({t_val / t_bare:.2f}x), "
+              f"reader {t_read:.3f} s ({t_read / t_bare:.2f}x)")
+
+
 def main() -> None:
     """Generate, time both loops, print the figures."""
     records = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
@@ -77,6 +101,7 @@ def main() -> None:
     print(f"bare json.loads  {t_bare:.2f} s  ({written / t_bare:,.0f} records/s)")
     print(f"validator        {t_val:.2f} s  ({written / t_val:,.0f} records/s)")
     print(f"ratio            {t_val / t_bare:.2f}x the bare parse loop")
+    hostile(int(sys.argv[2]) if len(sys.argv) > 2 else 20_000)
 
 
 if __name__ == "__main__":
