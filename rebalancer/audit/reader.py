@@ -611,18 +611,31 @@ class Run:
         """
         trails: list[_TrailBuilder] = []
         by_cid: dict[str, _TrailBuilder] = {}
+        # Ancestor plans and results carry no client id: they match on the symbol (the first
+        # trail with it; for a record with a client id, the first such trail still without one).
+        first_by_symbol: dict[str, _TrailBuilder] = {}
+        cidless_by_symbol: dict[str, deque[_TrailBuilder]] = {}
+
+        def by_symbol(cid: str | None, symbol: str) -> _TrailBuilder | None:
+            if cid is None:
+                return first_by_symbol.get(symbol)
+            queue = cidless_by_symbol.get(symbol)
+            while queue and queue[0].cid is not None:  # got a client id since: drop it
+                queue.popleft()
+            return queue[0] if queue else None
 
         def trail(cid: str | None, symbol: str | None) -> _TrailBuilder | None:
             found = by_cid.get(cid) if cid is not None else None
             if found is None and symbol is not None:
-                # Ancestor plans and results carry no client id: match on the symbol.
-                found = next((t for t in trails
-                              if t.symbol == symbol and (cid is None or t.cid is None)), None)
+                found = by_symbol(cid, symbol)
             if found is None:
                 if cid is None and symbol is None:
                     return None
                 found = _TrailBuilder(cid, symbol or "")
                 trails.append(found)
+                first_by_symbol.setdefault(found.symbol, found)
+                if cid is None:
+                    cidless_by_symbol.setdefault(found.symbol, deque()).append(found)
             if cid is not None and found.cid is None:
                 found.cid = cid
             if cid is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fixtures.audit_logs import LogBuilder, add_full_run, add_run_start
 
@@ -125,3 +127,23 @@ def test_open_queue_prefers_the_symbol_then_the_oldest() -> None:
     assert queue.remaining() == [d]
     assert queue.match("positions", "AAPL") is d
     assert queue.remaining() == []
+
+
+def test_ancestor_trails_match_on_symbol_and_take_the_client_id_once() -> None:
+    """Cid-less records join the first trail of their symbol; a record with a client id joins
+    the first trail of its symbol that has none yet, else starts its own."""
+    ts = "2026-01-01T00:00:00Z"
+    rows = [{"symbol": "AAPL", "shares": 5, "side": "BUY"},
+            {"symbol": "AAPL", "shares": 3, "side": "BUY"}]
+    records: list[dict[str, object]] = [
+        {"event": "run_started"}, {"event": "positions_fetched"},
+        {"event": "diff_computed", "orders": rows}, {"event": "risk_check_passed"},
+        {"event": "order_filled", "symbol": "AAPL", "client_order_id": "c1", "filled": 5},
+        {"event": "order_filled", "symbol": "AAPL", "client_order_id": "c2", "filled": 3},
+        {"event": "order_filled", "symbol": "AAPL", "client_order_id": "c3", "filled": 1},
+        {"event": "order_filled", "symbol": "AAPL", "filled": 2},
+    ]
+    data = b"".join(json.dumps({**r, "ts": ts}).encode() + b"\n" for r in records)
+    trails = parse_log(data).runs[0].orders()
+    assert [(t.client_order_id, t.symbol, len(t.fills)) for t in trails] == [
+        ("c1", "AAPL", 2), ("c2", "AAPL", 1), ("c3", "AAPL", 1)]

@@ -119,3 +119,21 @@ def test_late_records_fill_their_gap_once() -> None:
         "sequence_gap",  # 20 after 11
         "sequence_not_monotonic",  # 15
     ]
+
+
+def ancestor_many_symbols(n: int) -> bytes:
+    """An ancestor run whose plan and fills name ``n`` different symbols, without client ids."""
+    rows = [{"symbol": f"S{i}", "shares": 1, "side": "BUY"} for i in range(n)]
+    lines = [{"event": "run_started", "ts": _TS}, {"event": "positions_fetched", "ts": _TS},
+             {"event": "diff_computed", "orders": rows, "ts": _TS},
+             {"event": "risk_check_passed", "ts": _TS}]
+    lines += [{"event": "order_filled", "symbol": f"S{i}", "filled": 1, "ts": _TS}
+              for i in range(n)]
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def test_order_trails_of_many_symbols_are_linear() -> None:
+    """Matching fills to plan legs by symbol is a lookup, not a scan of all trails."""
+    def trails(data: bytes) -> object:
+        return parse_log(data).runs[0].orders()
+    assert _growth(trails, ancestor_many_symbols) < 6
