@@ -77,6 +77,9 @@ class ConnectionConfig:
     port: int = setting(4002, lo=1, hi=65535)
     client_id: int = setting(1, lo=0, hi=2**31 - 1)
     kill_client_id: int = setting(0, lo=0, hi=2**31 - 1, doc="client id the kill switch uses")
+    view_client_id: int = setting(
+        2, lo=0, hi=2**31 - 1, doc="client id of the read-only views (status, positions)"
+    )
     timeout_secs: int = setting(30, lo=1, hi=600)
 
 
@@ -279,6 +282,13 @@ def _check_invariants(cfg: Config, source: Path | None) -> None:
             f"must not exceed risk.max_trade_usd ({cfg.risk.max_trade_usd}), "
             f"got {cfg.risk.min_trade_usd}",
             key="risk.min_trade_usd",
+        )
+    if cfg.connection.view_client_id == cfg.connection.client_id:
+        raise ConfigError(
+            source,
+            f"must differ from connection.client_id ({cfg.connection.client_id}): a broker "
+            "allows one connection per client id, so status would fail while a run is live",
+            key="connection.view_client_id",
         )
     if "/" in cfg.audit.file or cfg.audit.file in {".", ".."}:
         raise ConfigError(source, "must be a plain file name, not a path", key="audit.file")

@@ -270,6 +270,11 @@ def _next_event(state: SimState, order: SimOrder, now_us: int) -> tuple[int, int
             t = next_move(market, t) if market.drift_bps else horizon + 1
         if t > start:
             order.scan_us = t  # nothing before t can fill this chunk: skip it next time
+        if t <= horizon:
+            # Scan budget spent before the horizon: a fill may still come before the cancel,
+            # so the cancel waits until a later call has scanned up to it (same outcome
+            # however often the state is looked at).
+            return None
     if order.cancel_us is not None and order.cancel_us <= now_us:
         return order.cancel_us, _CANCEL
     return None

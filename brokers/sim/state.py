@@ -245,10 +245,12 @@ def load_state(raw: bytes, *, source: str) -> SimState:
     """Parse a state file; ``BrokerProtocolError`` naming the file when it cannot be read."""
     try:
         doc = json.loads(raw.decode("utf-8"))
+        if not isinstance(doc, dict):
+            raise TypeError(f"the document is a {type(doc).__name__}, not an object")
         if doc.get("format") != FORMAT_VERSION:
             raise ValueError(f"unsupported format {doc.get('format')!r}")
         market = doc["market"]
-        return SimState(
+        state = SimState(
             account_id=str(doc["account_id"]),
             currency=str(doc["currency"]),
             created_us=parse_ts(doc["created_at"]),
@@ -302,10 +304,30 @@ def load_state(raw: bytes, *, source: str) -> SimState:
             next_perm_id=int(doc["next_perm_id"]),
             next_order_ids={int(k): int(v) for k, v in doc["next_order_ids"].items()},
         )
-    except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+    except (ValueError, KeyError, TypeError, ArithmeticError, AttributeError) as exc:
         raise BrokerProtocolError(
             f"simulated broker state file {source} is damaged: {exc}"
         ) from None
+    _check_ranges(state, source)
+    return state
+
+
+def _check_ranges(state: SimState, source: str) -> None:
+    """Values that parse but cannot be used later (a zero interval divides by zero)."""
+    market = state.market
+    problems = []
+    if market.drift_interval_us <= 0:
+        problems.append("market.drift_interval_ms must be positive")
+    if market.drift_bps < 0:
+        problems.append("market.drift_bps must not be negative")
+    problems += [f"listing {s}: price must be positive and finite"
+                 for s, x in market.listings.items() if not (x.price.is_finite() and x.price > 0)]
+    if not state.cash.is_finite():
+        problems.append("cash must be finite")
+    if problems:
+        raise BrokerProtocolError(
+            f"simulated broker state file {source} is damaged: {'; '.join(problems)}"
+        )
 
 
 def _load_order(o: dict[str, Any]) -> SimOrder:

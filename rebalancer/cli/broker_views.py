@@ -66,7 +66,8 @@ class _PositionsView:
 
 
 async def _with_broker(cfg: Config, read: Callable[[Broker], Awaitable[T]]) -> T:
-    broker = make_broker(cfg)
+    # Its own client id: the runner's stays connected during a run (one connection per id).
+    broker = make_broker(cfg, client_id=cfg.connection.view_client_id)
     with anyio.fail_after(cfg.connection.timeout_secs):
         await broker.connect()
     try:
@@ -171,7 +172,7 @@ def _status(args: argparse.Namespace) -> ExitCode:
     view = _fetch(cfg, _read_status)
     broker_doc: dict[str, Any] = {
         "kind": cfg.broker.kind.value,
-        "client_id": cfg.connection.client_id,
+        "client_id": cfg.connection.view_client_id,
         "reachable": not isinstance(view, str),
     }
     if isinstance(view, str):
@@ -201,7 +202,8 @@ def _status(args: argparse.Namespace) -> ExitCode:
         )
         return ExitCode.OK
     _say_local(local)
-    say(f"broker       {cfg.broker.kind.value}: reachable (client id {cfg.connection.client_id})")
+    view_id = cfg.connection.view_client_id
+    say(f"broker       {cfg.broker.kind.value}: reachable (client id {view_id})")
     say(f"account      {s.account_id} ({s.currency})")
     say(f"net liq      {_money(s.net_liquidation)}")
     say(f"cash         {_money(s.cash)}")

@@ -63,7 +63,7 @@ def test_status_json_lists_only_our_open_orders(
     code = main(["status", "--json", "--config", str(cfg_path)])
     doc = json.loads(capsys.readouterr().out)
     assert code == ExitCode.OK
-    assert doc["broker"] == {"kind": "sim", "client_id": 1, "reachable": True}
+    assert doc["broker"] == {"kind": "sim", "client_id": 2, "reachable": True}
     assert doc["account"]["id"] == "DEMO1"
     assert Decimal(doc["account"]["net_liquidation"]) == Decimal("250855.00")
     assert [o["client_order_id"] for o in doc["open_orders"]] == ["rb1-ours"]

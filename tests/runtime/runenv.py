@@ -22,6 +22,7 @@ state_file = "state/sim.json"
 fill_delay_ms_min = {fill_min}
 fill_delay_ms_max = {fill_max}
 partial_fills = {partial_fills}
+exclusive_client_ids = true
 {sim_extra}
 
 [broker.sim.faults]

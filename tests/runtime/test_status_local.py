@@ -42,3 +42,26 @@ def test_status_without_any_run(tmp_path: Path, capsys: Any) -> None:
     doc = _status(env, capsys)
     assert doc["last_run"] is None
     assert doc["broker"]["reachable"] is True
+
+
+def test_status_works_while_the_runner_holds_its_client_id(tmp_path: Path, capsys: Any) -> None:
+    """With one connection per client id (as at IB), status uses its own id and still works."""
+    import anyio
+
+    from rebalancer.broker_factory import make_broker
+    from rebalancer.config import load_config
+
+    env = Env(tmp_path).write()
+    cfg = load_config(env.config)
+
+    async def check() -> dict[str, Any]:
+        runner = make_broker(cfg)  # the runner's connection, client id 1
+        await runner.connect()
+        try:
+            return await anyio.to_thread.run_sync(_status, env, capsys)
+        finally:
+            await runner.close()
+
+    doc = anyio.run(check)
+    assert doc["broker"]["reachable"] is True
+    assert doc["broker"]["client_id"] == cfg.connection.view_client_id != cfg.connection.client_id
