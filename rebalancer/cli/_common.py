@@ -44,16 +44,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(path)
 
 
+def write_stdout(text: str) -> None:
+    """Write to stdout; a reader that went away (``| head``) silences stdout, it is no error.
+
+    The command goes on and its exit code still says what happened.
+    """
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def emit_json(document: Any) -> None:
     """Print one JSON document on stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
-    sys.stdout.flush()
+    write_stdout(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def say(text: str = "") -> None:
     """Print a line for a person on stdout."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    write_stdout(text + "\n")
 
 
 def warn(text: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rebalancer.cli._common import add_config_arg, add_json_arg, emit_json, say
-from rebalancer.config import load_config
+from rebalancer.config import RiskConfig, load_config
 from rebalancer.exit_codes import ExitCode
 from rebalancer.money import fmt_pct, fmt_ratio, fmt_usd
 from rebalancer.target import effective_risk, load_target
@@ -20,7 +20,7 @@ from rebalancer.target import effective_risk, load_target
 if TYPE_CHECKING:
     import argparse
 
-    from rebalancer.config import Config, RiskConfig
+    from rebalancer.config import Config
     from rebalancer.model import Target
 
 
@@ -77,7 +77,9 @@ def _config_check(args: argparse.Namespace) -> ExitCode:
 
 def _target_check(args: argparse.Namespace) -> ExitCode:
     cfg = load_config(args.config) if args.config is not None else None
-    risk = cfg.risk if cfg is not None else None
+    # Without a config the default [risk] limits apply (no shorts, leverage 1): the same a
+    # config without a [risk] table gets, so a target never passes here and fails at run time.
+    risk = cfg.risk if cfg is not None else RiskConfig()
     target = load_target(args.target_path, risk=risk)
     if args.json:
         emit_json(_target_summary(target, args.target_path, cfg))
@@ -95,12 +97,12 @@ def _target_check(args: argparse.Namespace) -> ExitCode:
         f"gross {fmt_pct(long_w + short_w)}, cash {fmt_pct(1 - long_w + short_w)}"
     )
     say(f"  window id    {target.window_id}")
+    limits = effective_risk(risk, target.constraints)
+    say(f"  limits       {_risk_line(limits)}")
     if cfg is not None:
-        limits = effective_risk(cfg.risk, target.constraints)
-        say(f"  limits       {_risk_line(limits)}")
         say(f"               from {args.config}, tightened by the target's constraints")
     else:
-        say("  limits       not checked against a config (pass --config CONFIG)")
+        say("               the default [risk] limits (pass --config CONFIG for yours)")
     return ExitCode.OK
 
 

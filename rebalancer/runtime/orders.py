@@ -48,6 +48,9 @@ log = structlog.get_logger(__name__)
 
 Pacer = Callable[[], Awaitable[None]]
 
+_WORKING = frozenset(
+    {OrderState.SUBMITTED, OrderState.PARTIALLY_FILLED, OrderState.CANCEL_REQUESTED}
+)
 _DRAIN_SECS = 1.0
 """How long late executions are awaited after the last order ended."""
 
@@ -170,6 +173,15 @@ class OrderExecutor:
             tg.cancel_scope.cancel()
         return ExecutionResult(orders=tuple(t.result() for t in self._tickets.values()))
 
+    def _report(self, line: str) -> None:
+        """One progress line, with the running count of the order phase."""
+        tickets = self._tickets.values()
+        done = sum(1 for t in tickets if t.done)
+        working = sum(1 for t in tickets if t.state in _WORKING)
+        filled = sum(1 for t in tickets if t.state is OrderState.FILLED)
+        self._progress(f"{line:<58} [{filled} filled, {working} working, "
+                       f"{done}/{len(self._tickets)} done]")
+
     async def _cancel_everything_open(self, why: str) -> None:
         """Last resort: cancel, through the shared path, every order known to be at the broker."""
         log.error("order_phase_failed", error=why)
@@ -245,7 +257,7 @@ class OrderExecutor:
                     ),
                 },
             )
-            self._progress(
+            self._report(
                 f"fill    {ticket.order.side.value:<4} {execution.quantity:>6} "
                 f"{ticket.order.symbol:<6} @ {execution.price}  "
                 f"({ticket.exec_filled}/{ticket.order.quantity})"
@@ -288,7 +300,7 @@ class OrderExecutor:
                 "source": source,
             },
         )
-        self._progress(
+        self._report(
             f"{status.value:<7} {ticket.order.side.value:<4} {ticket.order.quantity:>6} "
             f"{ticket.order.symbol:<6} filled {ticket.filled}/{ticket.order.quantity}"
         )
@@ -353,13 +365,13 @@ class OrderExecutor:
         except OrderRejected as exc:
             ticket.note = f"rejected: [{exc.code}] {exc.message}"
             ticket.move(OrderEvent.REJECTED)
-            self._progress(f"REJECT  {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
+            self._report(f"REJECT  {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
                            f"{exc.message}")
             return
         except BrokerUnavailable as exc:
             ticket.note = f"not sent: {exc}"
             ticket.move(OrderEvent.NOT_SENT)
-            self._progress(f"FAILED  {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
+            self._report(f"FAILED  {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
                            f"not sent: {exc}")
             return
         except (OutcomeUnknown, BrokerError, TimeoutError) as exc:
@@ -369,7 +381,7 @@ class OrderExecutor:
             if ticket.state is not OrderState.INTENT_WRITTEN:
                 return  # updates already showed the order at the broker
             ticket.move(OrderEvent.OUTCOME_UNKNOWN)
-            self._progress(f"UNKNOWN {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
+            self._report(f"UNKNOWN {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
                            "no acknowledgement; looking it up")
             return
         ticket.order_id = ack.order_id
@@ -377,7 +389,7 @@ class OrderExecutor:
                  symbol=order.symbol, order_id=ack.order_id)
         if ticket.state is OrderState.INTENT_WRITTEN:
             ticket.move(OrderEvent.ACKED)
-        self._progress(
+        self._report(
             f"submit  {order.side.value:<4} {order.quantity:>6} {order.symbol:<6} "
             f"@ {order.limit_price}  (order {ack.order_id})"
         )

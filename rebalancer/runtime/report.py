@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
+from rebalancer.cli._common import write_stdout
+
 if TYPE_CHECKING:
     from decimal import Decimal
 
@@ -39,7 +41,11 @@ class ConsoleUI:
             return False
 
     def _say(self, text: str = "") -> None:
-        if not self._quiet:
+        if self._quiet:
+            return
+        if self._out is sys.stdout:
+            write_stdout(text + "\n")  # a closed pipe must not stop a live run
+        else:
             self._out.write(text + "\n")
             self._out.flush()
 

@@ -533,7 +533,8 @@ async def _graceful_end(run: _Run, audit: AuditLog, execution: ExecutionResult |
         return run.outcome(
             ExitCode.KILL_INCOMPLETE, "interrupted",
             f"stopped by {run.stop.reason}; {len(remaining)} order(s) could not be confirmed "
-            "cancelled: check the broker (rebalancer status) and run `rebalancer kill`",
+            "cancelled: check the broker (rebalancer status) and cancel what is left there "
+            "(runbooks/graceful-stop.md)",
             plan=plan, risk=report, execution=execution)
     return run.outcome(ExitCode.INTERRUPTED, "interrupted",
                        f"stopped by {run.stop.reason}; {cancelled} working order(s) cancelled",

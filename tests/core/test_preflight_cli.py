@@ -36,7 +36,7 @@ def test_target_check_prints_summary(capsys: pytest.CaptureFixture[str]) -> None
     assert "  targets      8 (8 long, 0 short)" in out
     assert "  weights      long 95.0%, short 0.0%, gross 95.0%, cash 5.0%" in out
     assert any(line.startswith("  window id    ") and len(line.split()[-1]) == 64 for line in out)
-    assert "  limits       not checked against a config (pass --config CONFIG)" in out
+    assert "               the default [risk] limits (pass --config CONFIG for yours)" in out
 
 
 def test_target_check_with_config_applies_limits(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,13 +73,13 @@ def test_bad_target_exits_2_with_one_line(
 def test_loosening_constraint_refused_under_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A constraint looser than the config is valid alone but refused with --config."""
+    """A constraint looser than the limits is refused, against the defaults or a config."""
     path = _write(
         tmp_path, "t.json",
         '{"constraints": {"max_leverage": 3}, "targets": [{"symbol": "AAPL", "weight": 0.2}]}',
     )
-    assert main(["target", "check", str(path)]) == ExitCode.OK
-    capsys.readouterr()
+    assert main(["target", "check", str(path)]) == ExitCode.BAD_INPUT
+    assert "loosens the config's risk.max_leverage 1.0" in capsys.readouterr().err
     assert main(["target", "check", str(path), "--config", str(PAPER)]) == ExitCode.BAD_INPUT
     assert capsys.readouterr().err == (
         f"error: {path}: constraints.max_leverage: 3 loosens the config's risk.max_leverage 1.0 "

@@ -45,3 +45,21 @@ def test_failed_intent_write_stops_the_run_and_sets_the_latch(
     sent = view.all_submissions()
     intents = {r["client_order_id"] for r in env.records() if r["event"] == "order_intent"}
     assert set(sent) == intents
+
+
+def test_fresh_log_failing_validation_sets_the_latch(
+    tmp_path: Path, run_json: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the log fails validation after a run, the run exits 8 and the latch says why."""
+    from rebalancer.audit import validate
+
+    env = Env(tmp_path).write()
+    monkeypatch.setattr(validate, "validate_file",
+                        lambda _path: validate.validate_bytes(b"{damaged\n"))
+    code, summary = run_json(env, "--yes")
+    assert code == ExitCode.AUDIT_FAILURE
+    assert summary["status"] == "audit_invalid"
+    latch = read_latch(tmp_path / "audit")
+    assert latch is not None
+    assert "failed validation" in latch.reason
+    assert "line 1" in latch.reason

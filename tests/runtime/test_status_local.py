@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from runenv import Env
 
 from rebalancer.cli.main import main
@@ -65,3 +68,19 @@ def test_status_works_while_the_runner_holds_its_client_id(tmp_path: Path, capsy
     doc = anyio.run(check)
     assert doc["broker"]["reachable"] is True
     assert doc["broker"]["client_id"] == cfg.connection.view_client_id != cfg.connection.client_id
+
+
+@pytest.mark.parametrize("command", ["status", "positions"])
+def test_a_closed_stdout_is_not_an_error(tmp_path: Path, command: str) -> None:
+    """`rebalancer positions | head`: the reader leaving early gives no traceback, exit 0."""
+    env = Env(tmp_path).write()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rebalancer.cli.main", command, "--config", str(env.config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OK, err.decode()
+    assert b"Traceback" not in err
+    assert b"internal error" not in err
