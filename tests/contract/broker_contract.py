@@ -70,10 +70,14 @@ async def check_broker(
     *,
     advance: Advance,
     account_id: str,
-    make_other_client: MakeBroker | None = None,
+    make_other_client: MakeBroker,
     symbol: str = "SPY",
 ) -> None:
-    """Run every contract check against one implementation."""
+    """Run every contract check against one implementation.
+
+    ``make_other_client`` is required: without a second client id the cancel-scoping rule
+    could not be checked, and a check that silently passes is worse than none.
+    """
     env = ContractEnv(
         make_broker=make_broker,
         advance=advance,
@@ -303,7 +307,7 @@ async def check_unknown_symbol_rejected(env: ContractEnv) -> None:
 async def check_cancel_scoped_to_client(env: ContractEnv) -> None:
     """Another client id sees our open order but cannot cancel it; we can."""
     if env.make_other_client is None:
-        return
+        raise AssertionError("cancel scoping cannot be checked without make_other_client")
     mine = await _connected(env)
     other = await _connected(env, env.make_other_client)
     try:
@@ -333,6 +337,35 @@ async def check_cancel_scoped_to_client(env: ContractEnv) -> None:
         await mine.close()
 
 
+async def check_updates_do_not_replay_history(env: ContractEnv) -> None:
+    """A new update iterator starts from now: an order that already ended is not replayed."""
+    broker = await _connected(env)
+    try:
+        _bid, ask = await _touch(broker, env.symbol)
+        request = _request(env, Side.BUY, (ask * Decimal("1.01")).quantize(CENT, rounding=ROUND_UP))
+        await broker.place_order(request)
+        coid = request.client_order_id
+
+        async def probe() -> OrderSnapshot | None:
+            return await find_order(broker, coid, since=env.since)
+
+        final = await _wait_for(env, probe)
+        assert final is not None
+        assert final.status is OrderStatus.FILLED
+    finally:
+        await broker.close()
+    fresh = await _connected(env)
+    try:
+        replayed: list[OrderUpdate] = []
+        with anyio.move_on_after(min(1.0, env.update_timeout_secs)):
+            async for update in fresh.order_updates():
+                if update.client_order_id == coid:
+                    replayed.append(update)
+        assert replayed == [], "a new iterator replayed updates of an order that had ended"
+    finally:
+        await fresh.close()
+
+
 async def check_updates_end_on_close(env: ContractEnv) -> None:
     """The order-update iterator ends once the connection is closed."""
     broker = await _connected(env)
@@ -352,5 +385,6 @@ ALL_CHECKS: tuple[Callable[[ContractEnv], Awaitable[None]], ...] = (
     check_cancel_unknown_order,
     check_unknown_symbol_rejected,
     check_cancel_scoped_to_client,
+    check_updates_do_not_replay_history,
     check_updates_end_on_close,
 )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,13 @@ from broker_contract import (
     check_cancel_scoped_to_client,
     check_marketable_order_fills,
     check_quotes,
+    check_updates_do_not_replay_history,
 )
 
 from brokers.errors import OrderRejected
 from brokers.sim import ManualClock, SimBroker
 from brokers.sim.settings import SimSettings
-from brokers.types import Execution, Quote
+from brokers.types import Execution, OrderUpdate, Quote
 
 
 class _ReversedQuotes(SimBroker):
@@ -45,6 +47,23 @@ class _DoubleCountedFills(SimBroker):
         return fills + tuple(replace(e, exec_id=e.exec_id + ".dup") for e in fills)
 
 
+class _ReplayingUpdates(SimBroker):
+    """Every new update iterator first replays every status this account ever had."""
+
+    def order_updates(self) -> AsyncIterator[OrderUpdate]:
+        async def replay() -> AsyncIterator[OrderUpdate]:
+            for order in await self.completed_orders(datetime(2000, 1, 1, tzinfo=UTC)):
+                yield OrderUpdate(
+                    client_order_id=order.client_order_id, order_id=order.order_id,
+                    perm_id=order.perm_id, status=order.status, filled=order.filled,
+                    remaining=order.remaining, avg_fill_price=order.avg_fill_price,
+                    time=order.updated_at)
+            async for update in super(_ReplayingUpdates, self).order_updates():
+                yield update
+
+        return replay()
+
+
 def _env(tmp_path: Path, cls: type[SimBroker]) -> ContractEnv:
     settings = SimSettings(state_file=tmp_path / "state.json")
     clock = ManualClock()
@@ -69,8 +88,9 @@ def _env(tmp_path: Path, cls: type[SimBroker]) -> ContractEnv:
         (_ReversedQuotes, check_quotes),
         (_SilentCancel, check_cancel_scoped_to_client),
         (_DoubleCountedFills, check_marketable_order_fills),
+        (_ReplayingUpdates, check_updates_do_not_replay_history),
     ],
-    ids=["quote-order", "cancel-scope", "double-fills"],
+    ids=["quote-order", "cancel-scope", "double-fills", "replayed-history"],
 )
 async def test_contract_rejects_a_broken_broker(tmp_path: Path, cls: type[SimBroker],
                                                 check: object) -> None:
