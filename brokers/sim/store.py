@@ -133,6 +133,11 @@ class StateStore:
 
     def _write(self, state: SimState) -> None:
         data = dump_state(state)
+        # Writes happen only under the exclusive lock, so any temp file found now was left by a
+        # writer that died mid-write: remove it.
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

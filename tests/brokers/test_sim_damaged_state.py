@@ -28,3 +28,28 @@ def test_unusable_values_are_refused() -> None:
     doc["market"]["drift_interval_ms"] = 0
     with pytest.raises(BrokerProtocolError, match="drift_interval_ms must be positive"):
         load_state(json.dumps(doc).encode(), source="state.json")
+
+
+def test_temp_files_of_dead_writers_are_removed(tmp_path: object) -> None:
+    """A temp file left by a writer killed mid-write is cleaned up by the next write."""
+    from pathlib import Path
+
+    import anyio
+
+    from brokers.sim import SimBroker
+    from brokers.sim.settings import SimSettings
+
+    root = Path(str(tmp_path))
+    state = root / "state.json"
+    stale = root / ".state.json.99999.tmp"
+    root.mkdir(exist_ok=True)
+    stale.write_text("half a state")
+
+    async def touch() -> None:
+        broker = SimBroker(SimSettings(state_file=state), account_id="DEMO1")
+        await broker.connect()
+        await broker.close()
+
+    anyio.run(touch)
+    assert state.exists()
+    assert not stale.exists()
