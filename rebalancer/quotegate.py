@@ -134,10 +134,11 @@ def book_problem(
         return "no bid"
     if ask is None:
         return "no ask"
-    if not bid.is_finite() or bid <= 0:
-        return f"bid {bid} is not a positive price"
-    if not ask.is_finite() or ask <= 0:
-        return f"ask {ask} is not a positive price"
+    for side, price in (("bid", bid), ("ask", ask)):
+        if not price.is_finite() or price <= 0:
+            return f"{side} {price} is not a positive price"
+        if not _PRICE_FLOOR <= price <= _PRICE_CEILING:
+            return f"{side} {price} is outside any plausible price"
     if bid > ask:
         return f"crossed book: bid {bid} > ask {ask}"
     if max_spread_bps is None:
@@ -148,6 +149,12 @@ def book_problem(
     return None
 
 
+_PRICE_FLOOR = Decimal("1e-8")
+_PRICE_CEILING = Decimal("1e9")
+
+
+# Any listed stock trades within this range; arithmetic on absurd magnitudes (9E+999999)
+# would overflow or round to zero further on.
 def _secs(delta: timedelta) -> str:
     return f"{delta.total_seconds():.0f}"
 

@@ -29,7 +29,7 @@ Weight allocation   PASS, informational: post-trade long, short and cash fractio
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING
 
 from rebalancer.config import AccountType
@@ -79,6 +79,9 @@ def post_trade_quantities(plan: Plan, positions: Sequence[Position]) -> dict[str
     return {s: q for s, q in after.items() if q != 0}
 
 
+_EXACT_PRECISION = 1000
+
+
 def check_risk(
     *,
     plan: Plan,
@@ -93,6 +96,30 @@ def check_risk(
     max_orders_per_run: int,
 ) -> RiskReport:
     """Run every check (see the module docstring) and return them all, in order."""
+    with localcontext() as ctx:
+        # Exact comparisons: the default 28 digits could round a breach into a pass.
+        ctx.prec = _EXACT_PRECISION
+        return _check_all(plan=plan, equity=equity, cash=cash, positions=positions,
+                          quotes=quotes, risk=risk, account_type=account_type, cost=cost,
+                          max_spread_bps=max_spread_bps, max_orders_per_run=max_orders_per_run)
+
+
+def _check_all(
+    *,
+    plan: Plan,
+    equity: Decimal,
+    cash: Decimal,
+    positions: Sequence[Position],
+    quotes: Mapping[str, Quote],
+    risk: RiskConfig,
+    account_type: AccountType,
+    cost: CostConfig,
+    max_spread_bps: int,
+    max_orders_per_run: int,
+) -> RiskReport:
+    if not (equity.is_finite() and cash.is_finite()):
+        detail = f"net liquidation {equity}, cash {cash}: not finite numbers"
+        return RiskReport(checks=(_check("Equity", False, detail),))
     after = post_trade_quantities(plan, positions)
     prices, valuation = _valuation(after, positions, quotes)
     values = {s: q * prices[s] for s, q in after.items() if s in prices}
@@ -162,10 +189,10 @@ def _valuation(
         mid = mid_price(quote)
         if mid is not None:
             prices[symbol] = mid
-        elif quote is not None and quote.last is not None and quote.last > 0:
+        elif quote is not None and quote.last is not None and _usable_price(quote.last):
             prices[symbol] = quote.last
             fallbacks.append(f"{symbol} at last {quote.last}")
-        elif avg_cost.get(symbol, _ZERO) > 0:
+        elif _usable_price(avg_cost.get(symbol)):
             prices[symbol] = avg_cost[symbol]
             fallbacks.append(f"{symbol} at average cost {avg_cost[symbol]}")
         else:
@@ -177,6 +204,11 @@ def _valuation(
             "Valuation", False, "no mid: " + _listed(fallbacks), fail=CheckStatus.WARN
         )
     return prices, _check("Valuation", True, f"{len(after)} post-trade holdings valued at mid")
+
+
+def _usable_price(price: Decimal | None) -> bool:
+    # A broker may hand over NaN or Infinity (an unset IB double): never a price.
+    return price is not None and price.is_finite() and price > 0
 
 
 def _ratio(value: Decimal, equity: Decimal) -> Decimal | None:

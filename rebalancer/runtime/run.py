@@ -374,7 +374,9 @@ async def _pipeline(run: _Run, audit: AuditLog, gateway: AuditedBroker) -> RunOu
         await audit.append("run_aborted", {"reason": "account_mismatch", "error": message})
         return run.outcome(ExitCode.ERROR, "account_mismatch", message)
     problems = position_problems(positions, account_id=cfg.account.id)
-    if summary.net_liquidation <= 0:
+    if not summary.cash.is_finite():
+        problems = (f"cash is {summary.cash}", *problems)
+    if not summary.net_liquidation.is_finite() or summary.net_liquidation <= 0:
         problems = (f"net liquidation is {summary.net_liquidation}: nothing can be sized from "
                     "it", *problems)
     if problems:
