@@ -96,46 +96,28 @@ def check_risk(
     max_orders_per_run: int,
 ) -> RiskReport:
     """Run every check (see the module docstring) and return them all, in order."""
-    with localcontext() as ctx:
-        # Exact comparisons: the default 28 digits could round a breach into a pass.
-        ctx.prec = _EXACT_PRECISION
-        return _check_all(plan=plan, equity=equity, cash=cash, positions=positions,
-                          quotes=quotes, risk=risk, account_type=account_type, cost=cost,
-                          max_spread_bps=max_spread_bps, max_orders_per_run=max_orders_per_run)
-
-
-def _check_all(
-    *,
-    plan: Plan,
-    equity: Decimal,
-    cash: Decimal,
-    positions: Sequence[Position],
-    quotes: Mapping[str, Quote],
-    risk: RiskConfig,
-    account_type: AccountType,
-    cost: CostConfig,
-    max_spread_bps: int,
-    max_orders_per_run: int,
-) -> RiskReport:
     if not (equity.is_finite() and cash.is_finite()):
         detail = f"net liquidation {equity}, cash {cash}: not finite numbers"
         return RiskReport(checks=(_check("Equity", False, detail),))
-    after = post_trade_quantities(plan, positions)
-    prices, valuation = _valuation(after, positions, quotes)
-    values = {s: q * prices[s] for s, q in after.items() if s in prices}
-    checks = [
-        _equity(equity),
-        _quote_sanity(plan, quotes, max_spread_bps),
-        valuation,
-        _max_position(values, equity, risk.max_position_pct),
-        _leverage(values, equity, risk.max_leverage),
-        *_shorts(after, values, equity, risk, account_type),
-        _max_trade(plan, risk.max_trade_usd),
-        _min_trade(plan, risk.min_trade_usd),
-        _order_count(plan, max_orders_per_run),
-        _cash(plan, cash, account_type, estimate_costs(plan, cost)),
-        _allocation(values, equity),
-    ]
+    with localcontext() as ctx:
+        # Exact comparisons: the default 28 digits could round a breach into a pass.
+        ctx.prec = _EXACT_PRECISION
+        after = post_trade_quantities(plan, positions)
+        prices, valuation = _valuation(after, positions, quotes)
+        values = {s: q * prices[s] for s, q in after.items() if s in prices}
+        checks = [
+            _equity(equity),
+            _quote_sanity(plan, quotes, max_spread_bps),
+            valuation,
+            _max_position(values, equity, risk.max_position_pct),
+            _leverage(values, equity, risk.max_leverage),
+            *_shorts(after, values, equity, risk, account_type),
+            _max_trade(plan, risk.max_trade_usd),
+            _min_trade(plan, risk.min_trade_usd),
+            _order_count(plan, max_orders_per_run),
+            _cash(plan, cash, account_type, estimate_costs(plan, cost)),
+            _allocation(values, equity),
+        ]
     return RiskReport(checks=tuple(checks))
 
 

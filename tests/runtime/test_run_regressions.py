@@ -37,6 +37,19 @@ def _working(env: Env) -> list[str]:
     return [o.client_order_id for o in view.orders() if not o.status.is_terminal]
 
 
+def _fail_after_placing(monkeypatch: pytest.MonkeyPatch, symbol: str, error: Exception) -> None:
+    """The sim places orders in ``symbol`` normally, then raises ``error`` instead of the ack."""
+    original = SimBroker.place_order
+
+    async def place(self: SimBroker, request: OrderRequest) -> Any:
+        ack = await original(self, request)
+        if request.symbol == symbol:
+            raise error
+        return ack
+
+    monkeypatch.setattr(SimBroker, "place_order", place)
+
+
 def test_lookup_then_stream_does_not_double_count(tmp_path: Path, run_json: Any) -> None:
     """A lost ack found by lookup and then reported by the stream counts its fills once."""
     env = Env(tmp_path).write(fill_min=0, fill_max=0, faults='lose_ack_for_symbols = ["GLD"]')
@@ -76,15 +89,7 @@ def test_unexpected_error_cancels_working_orders_and_latches(
     """A defect in the order phase cancels every working order, sets the latch, exit 6."""
     env = Env(tmp_path).write(fill_min=60_000, fill_max=90_000, order_timeout=300,
                               max_in_flight=20)
-    original = SimBroker.place_order
-
-    async def place(self: SimBroker, request: OrderRequest) -> Any:
-        ack = await original(self, request)
-        if request.symbol == "XOM":
-            raise RuntimeError("simulated defect after the order was placed")
-        return ack
-
-    monkeypatch.setattr(SimBroker, "place_order", place)
+    _fail_after_placing(monkeypatch, "XOM", RuntimeError("simulated defect after placing"))
     code, summary = run_json(env, "--yes")
     assert code == ExitCode.MANUAL_REVIEW
     assert summary["status"] == "internal_error"
@@ -100,15 +105,7 @@ def test_unknown_broker_error_on_placement_is_looked_up_not_resent(
 ) -> None:
     """A protocol error after the order reached the broker is resolved by lookup, sent once."""
     env = Env(tmp_path).write()
-    original = SimBroker.place_order
-
-    async def place(self: SimBroker, request: OrderRequest) -> Any:
-        ack = await original(self, request)
-        if request.symbol == "XOM":
-            raise BrokerProtocolError("garbled reply (simulated)")
-        return ack
-
-    monkeypatch.setattr(SimBroker, "place_order", place)
+    _fail_after_placing(monkeypatch, "XOM", BrokerProtocolError("garbled reply (simulated)"))
     code, summary = run_json(env, "--yes")
     assert code == ExitCode.OK, summary
     view = read_sim_state(tmp_path / "state" / "sim.json")
