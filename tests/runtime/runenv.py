@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +90,25 @@ class Env:
 
     def events(self) -> list[str]:
         return [r["event"] for r in self.records()]
+
+
+def start_runner(env: Env) -> subprocess.Popen[bytes]:
+    """``rebalancer run TARGET --config CONFIG --yes --json`` as a real process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "rebalancer.cli.main", "run", str(env.target),
+         "--config", str(env.config), "--yes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for_event(env: Env, event: str, count: int, proc: subprocess.Popen[bytes]) -> None:
+    """Poll the audit log until ``event`` was written ``count`` times (bounded: 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if env.audit.exists() and env.events().count(event) >= count:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"runner exited early: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no {count} x {event} within 30 s")

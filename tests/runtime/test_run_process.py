@@ -4,36 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runenv import Env
+from runenv import Env, start_runner, wait_for_event
 
 from rebalancer.exit_codes import ExitCode
-
-
-def _start(env: Env) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rebalancer.cli.main", "run", str(env.target),
-         "--config", str(env.config), "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-    )
-
-
-def _wait_for(env: Env, event: str, count: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if env.audit.exists() and env.events().count(event) >= count:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"runner exited early: {proc.communicate()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"no {count} x {event} within 30 s")
 
 
 @pytest.fixture(name="slow_env")
@@ -45,8 +22,8 @@ def _slow_env(tmp_path: Path) -> Env:
 
 def test_sigterm_cancels_working_orders_and_ends_gracefully(slow_env: Env) -> None:
     """SIGTERM mid-orders: no new submission, working orders cancelled, kill_completed written."""
-    proc = _start(slow_env)
-    _wait_for(slow_env, "order_submitted", 3, proc)
+    proc = start_runner(slow_env)
+    wait_for_event(slow_env, "order_submitted", 3, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.INTERRUPTED, err.decode()
@@ -76,9 +53,9 @@ def test_second_runner_is_refused_while_the_first_holds_the_lock(
     slow_env: Env, capsys: Any
 ) -> None:
     """A second runner exits with ALREADY_RUNNING naming the holder; the first is unaffected."""
-    proc = _start(slow_env)
+    proc = start_runner(slow_env)
     try:
-        _wait_for(slow_env, "order_submitted", 1, proc)
+        wait_for_event(slow_env, "order_submitted", 1, proc)
         code = slow_env.run("--yes")
         err = capsys.readouterr().err
         assert code == ExitCode.ALREADY_RUNNING

@@ -4,15 +4,13 @@ the ack deadline, unexpected broker errors, a second signal, and trading over op
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runenv import Env
+from runenv import Env, start_runner, wait_for_event
 
 from brokers.errors import BrokerProtocolError
 from brokers.sim.broker import SimBroker
@@ -119,16 +117,8 @@ def test_second_signal_does_not_abandon_the_graceful_stop(tmp_path: Path) -> Non
     """Two SIGTERMs in a row still cancel every working order and write kill_completed."""
     env = Env(tmp_path).write(fill_min=60_000, fill_max=90_000, order_timeout=300,
                               max_in_flight=20)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rebalancer.cli.main", "run", str(env.target),
-         "--config", str(env.config), "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not (env.audit.exists() and env.events().count("order_submitted") >= 2):
-        assert time.monotonic() < deadline, "runner did not submit in time"
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+    proc = start_runner(env)
+    wait_for_event(env, "order_submitted", 2, proc)
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -144,15 +134,8 @@ def test_open_orders_of_ours_block_a_new_run(tmp_path: Path, run_json: Any,
     """Orders of ours left working at the broker make the next run refuse before any order."""
     env = Env(tmp_path).write(fill_min=60_000, fill_max=90_000, order_timeout=300,
                               max_in_flight=20)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rebalancer.cli.main", "run", str(env.target),
-         "--config", str(env.config), "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not (env.audit.exists() and env.events().count("order_submitted") >= 2):
-        assert time.monotonic() < deadline, "runner did not submit in time"
-        time.sleep(0.05)
+    proc = start_runner(env)
+    wait_for_event(env, "order_submitted", 2, proc)
     proc.kill()  # like an OOM kill: no graceful stop, orders stay working
     proc.communicate(timeout=30)
     working = _working(env)
